@@ -1,0 +1,218 @@
+// Package config turns labgate's one YAML file into one immutable, validated *Config.
+//
+// Parsing happens in two steps. The YAML is first decoded strictly into the
+// private file shapes of file.go (unknown keys are errors, every error carries
+// file:line:col and the field path), then built into the exported typed values
+// of this file with defaults applied in one place. Nothing mutates a *Config
+// after Parse returns: counters and runtime state live in the packages that use
+// it. This package imports nothing else from labgate.
+package config
+
+import (
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Config is one parsed, validated labgate file.
+type Config struct {
+	// Path is the file the config was read from ("" when parsed from bytes).
+	Path string
+
+	Version  int
+	Domain   string
+	StateDir string
+
+	Log     Log
+	TLS     TLS
+	DNS     DNS
+	Relay   *Relay // nil when the file has no relay section
+	Gateway Gateway
+	// Alerts are the named receivers, sorted by name.
+	Alerts []Receiver
+	// Services in file order.
+	Services []*Service
+}
+
+// Class says who may reach a service: public services are reachable through
+// the relay and over the VPN, private services only over the VPN/LAN.
+type Class uint8
+
+const (
+	Private Class = iota
+	Public
+)
+
+func (c Class) String() string {
+	if c == Public {
+		return "public"
+	}
+	return "private"
+}
+
+// Log configures labgate's own logs and the access log.
+type Log struct {
+	Format string // "text" or "json"
+	Level  string // "debug", "info", "warn", "error"
+	Access bool   // one line per proxied request
+}
+
+// TLS configures where certificates come from.
+type TLS struct {
+	ACME            *ACME // nil: labgate's internal CA
+	PrivateWildcard bool
+}
+
+// ACME configures an ACME certificate authority.
+type ACME struct {
+	Email     string
+	Directory string   // the CA's directory URL
+	CARoots   []string // PEM files trusted for the ACME server's own TLS
+}
+
+// DNS configures record management and the embedded DNS server.
+type DNS struct {
+	Provider  *DNSProvider // nil: no records are managed
+	Owner     string
+	Resolvers []string // host:port
+	Serve     *DNSServe
+}
+
+// DNSProvider is the public zone's DNS provider.
+type DNSProvider struct {
+	Type          string // "cloudflare", "rfc2136"
+	APIToken      Secret
+	Server        string
+	TSIGName      string
+	TSIGAlgorithm string
+	TSIGSecret    Secret
+}
+
+// DNSServe configures labgate's embedded DNS server.
+type DNSServe struct {
+	Listen []string
+}
+
+// Relay is the relay section, read by `labgate relay` on the VPS.
+type Relay struct {
+	Name      string
+	FQDN      string
+	PublicIPs []netip.Addr
+	Listen    netip.Addr
+	Gateway   netip.Addr
+}
+
+// Gateway is everything `labgate serve` listens on.
+type Gateway struct {
+	Public  *PublicListeners  // nil: no public listeners
+	Private *PrivateListeners // nil: no private listeners
+	Admin   string            // host:port of /metrics, /healthz; "" disables it
+	Limits  Limits
+}
+
+// PublicListeners are reached only by trusted relays, which must send a PROXY header.
+type PublicListeners struct {
+	HTTPS         []string
+	HTTP          []string
+	TrustedRelays []netip.Prefix
+}
+
+// PrivateListeners are reached by VPN and LAN clients directly.
+type PrivateListeners struct {
+	Name  string
+	FQDN  string
+	HTTPS []string
+	HTTP  []string
+	Allow []netip.Prefix // empty: every source
+}
+
+// Limits bound what one client can make the gateway hold.
+type Limits struct {
+	ProxyHeaderTimeout    time.Duration
+	ReadHeaderTimeout     time.Duration
+	IdleTimeout           time.Duration
+	MaxHeaderBytes        int
+	BackendConnectTimeout time.Duration
+	BackendHeaderTimeout  time.Duration // time to the backend's response headers; 0 = none
+	ShutdownGrace         time.Duration
+}
+
+// Receiver is a named alert receiver.
+type Receiver struct {
+	Name    string
+	Matrix  *Matrix
+	Webhook *Webhook
+	Ntfy    *Ntfy
+	Email   *Email
+}
+
+// Matrix sends alerts to a Matrix room.
+type Matrix struct {
+	Homeserver  *url.URL
+	Room        string
+	AccessToken Secret
+}
+
+// Webhook posts alerts as JSON.
+type Webhook struct {
+	URL    *url.URL
+	Secret Secret // HMAC key; empty: unsigned
+}
+
+// Ntfy publishes alerts to an ntfy topic.
+type Ntfy struct {
+	URL   *url.URL
+	Token Secret
+}
+
+// Email sends alerts over SMTP.
+type Email struct {
+	SMTP     string
+	From     string
+	To       []string
+	Username string
+	Password Secret
+}
+
+// Service is one thing the lab exposes.
+type Service struct {
+	Name   string
+	Hosts  []string // fully qualified, lower case, no trailing dot; may be empty for tcp-only services
+	Path   string   // path prefix, "/" by default
+	Expose Class
+	// Exactly one of Backends and Static is set for an HTTP service.
+	Backends    []*url.URL
+	Static      string // a directory served as files
+	BackendTLS  BackendTLS
+	Health      *Health
+	Metrics     string
+	Alert       []string
+	TCP         []L4Route
+	UDP         []L4Route
+	AllowHTTP   bool // serve plain HTTP instead of redirecting to HTTPS
+}
+
+// BackendTLS configures how labgate verifies HTTPS backends.
+type BackendTLS struct {
+	CAFile             string
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// Health is the active health check of a service's backends.
+type Health struct {
+	Path     string
+	Interval time.Duration
+	Timeout  time.Duration
+	Status   int // expected status; 0 = any 2xx or 3xx
+}
+
+// L4Route forwards one port to one backend.
+type L4Route struct {
+	Port          int
+	Backend       string // host:port
+	ProxyProtocol string // "", "v1", "v2"
+}
+
+// HTTP reports whether the service is reached over HTTP (by host).
+func (s *Service) HTTP() bool { return len(s.Hosts) > 0 }
