@@ -181,15 +181,15 @@ type Service struct {
 	Path   string   // path prefix, "/" by default
 	Expose Class
 	// Exactly one of Backends and Static is set for an HTTP service.
-	Backends    []*url.URL
-	Static      string // a directory served as files
-	BackendTLS  BackendTLS
-	Health      *Health
-	Metrics     string
-	Alert       []string
-	TCP         []L4Route
-	UDP         []L4Route
-	AllowHTTP   bool // serve plain HTTP instead of redirecting to HTTPS
+	Backends   []*url.URL
+	Static     string // a directory served as files
+	BackendTLS BackendTLS
+	Health     *Health
+	Metrics    string
+	Alert      []string
+	TCP        []L4Route
+	UDP        []L4Route
+	AllowHTTP  bool // serve plain HTTP instead of redirecting to HTTPS
 }
 
 // BackendTLS configures how labgate verifies HTTPS backends.
