@@ -1,0 +1,268 @@
+package config
+
+// The shapes of the YAML file. Field comments are written for users: the
+// config reference (docs/config.md), `labgate schema` and `labgate docs` are
+// generated from them (go generate ./internal/config). Tags:
+//
+//	yaml:"name"        the key in the file
+//	default:"value"    applied when the key is absent, as if it had been written
+//	enum:"a|b|c"       the only accepted values
+//	secret:""          a credential: also accepted as name_file, never printed
+//	required:""        must be present
+//	example:"value"    shown in the reference
+
+// file is the top level of a labgate file.
+type file struct {
+	// Version of the file format. Always 1.
+	Version int `yaml:"version" required:"" example:"1"`
+	// Domain is appended to every host name without a dot: `vault` becomes `vault.example.org`.
+	Domain string `yaml:"domain" example:"example.org"`
+	// StateDir holds the internal CA, certificates, DNS ownership, health history and alert state.
+	// A relative path is taken from the directory of this file.
+	StateDir string `yaml:"state_dir" default:"/var/lib/labgate"`
+	// Log configures labgate's logs and the access log.
+	Log fileLog `yaml:"log"`
+	// TLS says where certificates come from.
+	TLS fileTLS `yaml:"tls"`
+	// DNS configures the records labgate manages and its embedded DNS server.
+	DNS fileDNS `yaml:"dns"`
+	// Relay is read by `labgate relay -c FILE` on the VPS that forwards public ports to the gateway.
+	Relay *fileRelay `yaml:"relay"`
+	// Gateway lists what `labgate serve` listens on.
+	Gateway fileGateway `yaml:"gateway"`
+	// Alerts are named receivers that services refer to in their `alert` list.
+	Alerts map[string]*fileReceiver `yaml:"alerts"`
+	// Services are what the lab exposes, each public or private.
+	Services []*fileService `yaml:"services"`
+}
+
+type fileLog struct {
+	// Format of log lines on standard error.
+	Format string `yaml:"format" default:"text" enum:"text|json"`
+	// Level is the least severe level written.
+	Level string `yaml:"level" default:"info" enum:"debug|info|warn|error"`
+	// Access writes one line per proxied request: real client IP, service, status, duration.
+	Access bool `yaml:"access" default:"true"`
+}
+
+type fileTLS struct {
+	// ACME obtains certificates from an ACME CA such as Let's Encrypt. Without it,
+	// labgate issues certificates from its own internal CA (LAN-only labs, the quickstart)
+	// and writes the CA's root to state_dir/ca/root.crt for your devices to trust.
+	ACME *fileACME `yaml:"acme"`
+	// PrivateWildcard uses one *.domain certificate for all private services, so their
+	// names stay out of Certificate Transparency logs.
+	PrivateWildcard bool `yaml:"private_wildcard" default:"false"`
+}
+
+type fileACME struct {
+	// Email is the ACME account contact; the CA warns it before certificates expire.
+	Email string `yaml:"email" required:"" example:"me@example.org"`
+	// CA is `letsencrypt`, `letsencrypt-staging` or the URL of an ACME directory.
+	CA string `yaml:"ca" default:"letsencrypt"`
+	// CARoots are PEM files of extra roots to trust for a private ACME server's own HTTPS.
+	CARoots []string `yaml:"ca_roots"`
+}
+
+type fileDNS struct {
+	// Provider of the public zone: records are created, updated and deleted for you.
+	Provider *fileDNSProvider `yaml:"provider"`
+	// Owner is the ownership id written in ExternalDNS-compatible TXT records; records
+	// owned by anyone else are never changed.
+	Owner string `yaml:"owner" default:"labgate"`
+	// Resolvers are where DNS-01 propagation is checked (host:port).
+	Resolvers []string `yaml:"resolvers" example:"[1.1.1.1:53]"`
+	// Serve makes labgate answer for the lab's names itself (split DNS for a tailnet or LAN).
+	Serve *fileDNSServe `yaml:"serve"`
+}
+
+type fileDNSProvider struct {
+	// Type of the provider.
+	Type string `yaml:"type" required:"" enum:"cloudflare|rfc2136|none"`
+	// APIToken is a Cloudflare API token with Zone.DNS edit rights.
+	APIToken string `yaml:"api_token" secret:""`
+	// Server is the RFC2136 primary, host:port.
+	Server string `yaml:"server" example:"ns1.example.org:53"`
+	// TSIGName is the name of the RFC2136 TSIG key.
+	TSIGName string `yaml:"tsig_name"`
+	// TSIGAlgorithm of the TSIG key.
+	TSIGAlgorithm string `yaml:"tsig_algorithm" default:"hmac-sha256" enum:"hmac-sha256|hmac-sha512|hmac-sha1"`
+	// TSIGSecret is the base64 secret of the TSIG key.
+	TSIGSecret string `yaml:"tsig_secret" secret:""`
+}
+
+type fileDNSServe struct {
+	// Listen addresses (host:port, UDP and TCP) of the embedded DNS server.
+	Listen []string `yaml:"listen" required:""`
+}
+
+type fileRelay struct {
+	// Name of the relay: relay.example.org points at public_ips and public services CNAME to it.
+	Name string `yaml:"name" default:"relay"`
+	// PublicIPs of the VPS.
+	PublicIPs []string `yaml:"public_ips" example:"[203.0.113.7]"`
+	// Listen is where the VPS binds 80, 443 and the public tcp/udp ports.
+	Listen string `yaml:"listen" default:"0.0.0.0"`
+	// Gateway is the gateway's VPN address, where the relay forwards to.
+	Gateway string `yaml:"gateway" required:"" example:"100.101.102.103"`
+}
+
+type fileGateway struct {
+	// Public listeners are reached only through the relay: a PROXY header (v2, or v1)
+	// is REQUIRED from trusted_relays and every other source is refused.
+	Public *filePublic `yaml:"public"`
+	// Private listeners serve VPN and LAN clients directly, private and public services alike.
+	Private *filePrivate `yaml:"private"`
+	// Admin is the address of /metrics, /healthz and the status UI. Keep it on loopback or the VPN.
+	Admin string `yaml:"admin" default:"127.0.0.1:9180"`
+	// Limits bound what one client can make the gateway hold.
+	Limits fileLimits `yaml:"limits"`
+}
+
+type filePublic struct {
+	// HTTPS addresses (host:port) that terminate TLS for public services.
+	HTTPS []string `yaml:"https" example:"100.101.102.103:10443"`
+	// HTTP addresses that redirect to HTTPS (and serve services with allow_http).
+	HTTP []string `yaml:"http" example:"100.101.102.103:10080"`
+	// TrustedRelays are the only sources accepted, as CIDR prefixes or addresses; each
+	// connection must start with a PROXY header carrying the real client address.
+	TrustedRelays []string `yaml:"trusted_relays" required:"" example:"[100.90.0.1/32]"`
+}
+
+type filePrivate struct {
+	// Name of the private entry point: private-relay.example.org points at the gateway's
+	// private address and private services CNAME to it.
+	Name string `yaml:"name" default:"private-relay"`
+	// HTTPS addresses (host:port).
+	HTTPS []string `yaml:"https" example:"[100.101.102.103:443]"`
+	// HTTP addresses (host:port).
+	HTTP []string `yaml:"http" example:"[100.101.102.103:80]"`
+	// Allow lists the sources admitted, as CIDR prefixes or addresses; empty admits every source.
+	Allow []string `yaml:"allow" example:"[100.64.0.0/10, 192.168.1.0/24]"`
+}
+
+type fileLimits struct {
+	// ProxyHeaderTimeout is how long a relay has to send the whole PROXY header.
+	ProxyHeaderTimeout duration `yaml:"proxy_header_timeout" default:"5s"`
+	// ReadHeaderTimeout is how long a client has to send a request's headers.
+	ReadHeaderTimeout duration `yaml:"read_header_timeout" default:"10s"`
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout duration `yaml:"idle_timeout" default:"2m"`
+	// MaxHeaderBytes bounds the size of a request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes" default:"65536"`
+	// BackendConnectTimeout bounds connecting to a backend; a backend that does not answer in time is skipped.
+	BackendConnectTimeout duration `yaml:"backend_connect_timeout" default:"5s"`
+	// BackendHeaderTimeout bounds the wait for a backend's response headers (504 after it); 0 waits forever.
+	BackendHeaderTimeout duration `yaml:"backend_header_timeout" default:"60s"`
+	// ShutdownGrace is how long requests in flight may finish on stop and on reload.
+	ShutdownGrace duration `yaml:"shutdown_grace" default:"30s"`
+}
+
+type fileReceiver struct {
+	// Matrix posts to a room as a bot account.
+	Matrix *fileMatrix `yaml:"matrix"`
+	// Webhook posts JSON.
+	Webhook *fileWebhook `yaml:"webhook"`
+	// Ntfy publishes to an ntfy topic.
+	Ntfy *fileNtfy `yaml:"ntfy"`
+	// Email sends mail over SMTP.
+	Email *fileEmail `yaml:"email"`
+}
+
+type fileMatrix struct {
+	// Homeserver URL.
+	Homeserver string `yaml:"homeserver" required:"" example:"https://matrix.example.org"`
+	// Room id.
+	Room string `yaml:"room" required:"" example:"!abc:example.org"`
+	// AccessToken of the bot account.
+	AccessToken string `yaml:"access_token" secret:"" required:""`
+}
+
+type fileWebhook struct {
+	// URL to POST to.
+	URL string `yaml:"url" required:""`
+	// Secret signs the body with HMAC-SHA256.
+	Secret string `yaml:"secret" secret:""`
+}
+
+type fileNtfy struct {
+	// URL of the topic, e.g. https://ntfy.sh/my-lab.
+	URL string `yaml:"url" required:""`
+	// Token for a protected topic.
+	Token string `yaml:"token" secret:""`
+}
+
+type fileEmail struct {
+	// SMTP server, host:port.
+	SMTP string `yaml:"smtp" required:""`
+	// From address.
+	From string `yaml:"from" required:""`
+	// To addresses.
+	To []string `yaml:"to" required:""`
+	// Username for SMTP authentication.
+	Username string `yaml:"username"`
+	// Password for SMTP authentication.
+	Password string `yaml:"password" secret:""`
+}
+
+type fileService struct {
+	// Name of the service, used in logs, metrics and alerts: lower case letters, digits and dashes.
+	Name string `yaml:"name" required:"" example:"vaultwarden"`
+	// Host name the service answers on; without a dot, the domain is appended.
+	Host string `yaml:"host" example:"vault"`
+	// Hosts, when the service answers on several names. `*.name` matches one label.
+	Hosts []string `yaml:"hosts"`
+	// Path prefix the service answers under on its hosts; the longest prefix wins.
+	Path string `yaml:"path" default:"/"`
+	// Expose is `private` (VPN and LAN only) or `public` (also through the relay).
+	Expose string `yaml:"expose" default:"private" enum:"private|public"`
+	// Backend URL (http:// or https://).
+	Backend string `yaml:"backend" example:"http://192.168.1.20:8080"`
+	// Backends, load-balanced and health-aware.
+	Backends []string `yaml:"backends"`
+	// Static serves a directory of files instead of proxying. A relative path is taken from the directory of this file.
+	Static string `yaml:"static"`
+	// BackendTLS configures how https:// backends are verified.
+	BackendTLS fileBackendTLS `yaml:"backend_tls"`
+	// AllowHTTP serves the service on the HTTP listeners instead of redirecting to HTTPS.
+	AllowHTTP bool `yaml:"allow_http" default:"false"`
+	// Health is the active health check of the backends.
+	Health *fileHealth `yaml:"health"`
+	// Metrics is the path of the service's Prometheus metrics on its backend.
+	Metrics string `yaml:"metrics" example:"/metrics"`
+	// Alert names the receivers told when the service breaks.
+	Alert []string `yaml:"alert" example:"[phone]"`
+	// TCP ports forwarded to backends (mail, MQTT, SSH, game servers).
+	TCP []*fileL4 `yaml:"tcp"`
+	// UDP ports forwarded to backends.
+	UDP []*fileL4 `yaml:"udp"`
+}
+
+type fileBackendTLS struct {
+	// CAFile is a PEM file of roots that sign the backend's certificate.
+	CAFile string `yaml:"ca_file"`
+	// ServerName to verify instead of the backend URL's host.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate. Only for backends on a trusted network.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify" default:"false"`
+}
+
+type fileHealth struct {
+	// Path requested on each backend.
+	Path string `yaml:"path" default:"/"`
+	// Interval between checks.
+	Interval duration `yaml:"interval" default:"30s"`
+	// Timeout of one check.
+	Timeout duration `yaml:"timeout" default:"5s"`
+	// Status expected; 0 accepts any 2xx or 3xx.
+	Status int `yaml:"status" default:"0"`
+}
+
+type fileL4 struct {
+	// Port the gateway (and the relay, for public services) listens on.
+	Port int `yaml:"port" required:"" example:"25"`
+	// Backend address, host:port.
+	Backend string `yaml:"backend" required:"" example:"192.168.1.30:25"`
+	// ProxyProtocol sends a PROXY header with the real client address to the backend.
+	ProxyProtocol string `yaml:"proxy_protocol" default:"none" enum:"none|v1|v2"`
+}

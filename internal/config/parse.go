@@ -1,0 +1,608 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Options change how a file is read. The zero value reads the process environment.
+type Options struct {
+	// Getenv resolves ${VAR}; nil uses os.LookupEnv.
+	Getenv func(string) (string, bool)
+}
+
+// Load reads and parses the file at path.
+func Load(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, opts)
+}
+
+// Parse parses data read from name (used in errors; relative paths in the file
+// are taken from its directory). On failure the error is an Errors listing
+// every problem found, in file order.
+func Parse(name string, data []byte, opts Options) (*Config, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.LookupEnv
+	}
+	d := &decoder{
+		file:    name,
+		dir:     filepath.Dir(name),
+		getenv:  opts.Getenv,
+		pos:     map[string]position{},
+		secrets: map[string]bool{},
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: name, Msg: "the file is empty (start with `version: 1`)"}}
+		}
+		e := yamlError(name, err)
+		if e.Line > 0 {
+			if lines := strings.Split(string(data), "\n"); e.Line <= len(lines)+1 && strings.Contains(lines[max(e.Line-2, 0)]+lines[min(e.Line-1, len(lines)-1)], "${") {
+				e.Msg += ` (inside { } or [ ], quote "${VAR}" references)`
+			}
+		}
+		return nil, Errors{e}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Errors{{File: name, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed (remove the ---)"}}
+	}
+	var f file
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	d.decode(root, reflect.ValueOf(&f).Elem(), "")
+	b := &builder{decoder: d, abs: func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(d.dir, p)
+	}}
+	cfg := b.build(&f)
+	cfg.Path = name
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	return cfg, nil
+}
+
+func yamlError(name string, err error) Error {
+	// yaml.v3 says "yaml: line 3: mapping values are not allowed in this context".
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := Error{File: name, Msg: msg}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ": "); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				e.Line, e.Col, e.Msg = n, 1, rest[i+2:]
+			}
+		}
+	}
+	return e
+}
+
+// builder turns the decoded file shapes into a *Config, reporting problems
+// at the position of the value they concern.
+type builder struct {
+	*decoder
+	abs func(string) string
+}
+
+func (b *builder) fail(path, format string, args ...any) {
+	e := Error{File: b.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	// Report at the value's position, or at the closest enclosing one.
+	for p := path; p != ""; p = parent(p) {
+		if pos, ok := b.pos[p]; ok {
+			e.Line, e.Col = pos.line, pos.col
+			break
+		}
+	}
+	b.errs = append(b.errs, e)
+}
+
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func (b *builder) build(f *file) *Config {
+	c := &Config{Version: f.Version, StateDir: b.abs(f.StateDir)}
+	if f.Version != 1 && b.pos["version"] != (position{}) {
+		b.fail("version", "unsupported version %d (this labgate reads version 1)", f.Version)
+	}
+	if f.Domain != "" {
+		if d, ok := hostname(f.Domain); ok && !strings.HasPrefix(d, "*") {
+			c.Domain = d
+		} else {
+			b.fail("domain", "%q is not a DNS name", f.Domain)
+		}
+	}
+	c.Log = Log{Format: f.Log.Format, Level: f.Log.Level, Access: f.Log.Access}
+	c.TLS = b.tls(f.TLS)
+	c.DNS = b.dns(f.DNS)
+	c.Relay = b.relay(f.Relay, c.Domain)
+	c.Gateway = b.gateway(f.Gateway, c.Domain)
+	c.Alerts = b.alerts(f.Alerts)
+	c.Services = b.services(f.Services, c)
+	return c
+}
+
+func (b *builder) tls(f fileTLS) TLS {
+	t := TLS{PrivateWildcard: f.PrivateWildcard}
+	if a := f.ACME; a != nil {
+		acme := &ACME{Email: a.Email}
+		if !strings.Contains(a.Email, "@") {
+			b.fail("tls.acme.email", "%q is not an email address", a.Email)
+		}
+		switch a.CA {
+		case "letsencrypt":
+			acme.Directory = "https://acme-v02.api.letsencrypt.org/directory"
+		case "letsencrypt-staging":
+			acme.Directory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+		default:
+			if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+				b.fail("tls.acme.ca", "%q is not letsencrypt, letsencrypt-staging or an https:// directory URL", a.CA)
+			}
+			acme.Directory = a.CA
+		}
+		for i, r := range a.CARoots {
+			acme.CARoots = append(acme.CARoots, b.existingFile(fmt.Sprintf("tls.acme.ca_roots[%d]", i), r))
+		}
+		t.ACME = acme
+	}
+	return t
+}
+
+func (b *builder) existingFile(path, name string) string {
+	p := b.abs(name)
+	if _, err := os.Stat(p); err != nil {
+		b.fail(path, "%v", unwrapPathError(err))
+	}
+	return p
+}
+
+func (b *builder) dns(f fileDNS) DNS {
+	d := DNS{Owner: f.Owner}
+	if p := f.Provider; p != nil && p.Type != "none" {
+		prov := &DNSProvider{Type: p.Type, APIToken: NewSecret(p.APIToken), Server: p.Server,
+			TSIGName: p.TSIGName, TSIGAlgorithm: p.TSIGAlgorithm, TSIGSecret: NewSecret(p.TSIGSecret)}
+		switch p.Type {
+		case "cloudflare":
+			if p.APIToken == "" {
+				b.fail("dns.provider", "cloudflare needs api_token (or api_token_file)")
+			}
+		case "rfc2136":
+			if p.Server == "" {
+				b.fail("dns.provider", "rfc2136 needs server (host:port of the primary)")
+			} else {
+				b.hostPort("dns.provider.server", p.Server)
+			}
+			if p.TSIGName == "" || p.TSIGSecret == "" {
+				b.fail("dns.provider", "rfc2136 needs tsig_name and tsig_secret (or tsig_secret_file)")
+			}
+		}
+		d.Provider = prov
+	}
+	for i, r := range f.Resolvers {
+		d.Resolvers = append(d.Resolvers, b.hostPort(fmt.Sprintf("dns.resolvers[%d]", i), r))
+	}
+	if s := f.Serve; s != nil {
+		serve := &DNSServe{}
+		for i, l := range s.Listen {
+			serve.Listen = append(serve.Listen, b.hostPort(fmt.Sprintf("dns.serve.listen[%d]", i), l))
+		}
+		d.Serve = serve
+	}
+	return d
+}
+
+func (b *builder) relay(f *fileRelay, domain string) *Relay {
+	if f == nil {
+		return nil
+	}
+	r := &Relay{Name: f.Name, FQDN: b.qualify("relay.name", f.Name, domain)}
+	for i, s := range f.PublicIPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			r.PublicIPs = append(r.PublicIPs, a)
+		} else {
+			b.fail(fmt.Sprintf("relay.public_ips[%d]", i), "%q is not an IP address", s)
+		}
+	}
+	r.Listen = b.addr("relay.listen", f.Listen)
+	r.Gateway = b.addr("relay.gateway", f.Gateway)
+	return r
+}
+
+func (b *builder) addr(path, s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		b.fail(path, "%q is not an IP address", s)
+	}
+	return a
+}
+
+func (b *builder) gateway(f fileGateway, domain string) Gateway {
+	g := Gateway{Limits: Limits{
+		ProxyHeaderTimeout:    time.Duration(f.Limits.ProxyHeaderTimeout),
+		ReadHeaderTimeout:     time.Duration(f.Limits.ReadHeaderTimeout),
+		IdleTimeout:           time.Duration(f.Limits.IdleTimeout),
+		MaxHeaderBytes:        f.Limits.MaxHeaderBytes,
+		BackendConnectTimeout: time.Duration(f.Limits.BackendConnectTimeout),
+		BackendHeaderTimeout:  time.Duration(f.Limits.BackendHeaderTimeout),
+		ShutdownGrace:         time.Duration(f.Limits.ShutdownGrace),
+	}}
+	if g.Limits.MaxHeaderBytes < 4096 {
+		b.fail("gateway.limits.max_header_bytes", "%d is too small (at least 4096)", g.Limits.MaxHeaderBytes)
+	}
+	if g.Limits.ProxyHeaderTimeout <= 0 {
+		b.fail("gateway.limits.proxy_header_timeout", "must be more than 0")
+	}
+	seen := map[string]string{}
+	listen := func(path string, addrs []string) []string {
+		var out []string
+		for i, a := range addrs {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			hp := b.hostPort(p, a)
+			if prev, dup := seen[hp]; dup {
+				b.fail(p, "%s is already used by %s", a, prev)
+				continue
+			}
+			seen[hp] = p
+			out = append(out, hp)
+		}
+		return out
+	}
+	if p := f.Public; p != nil {
+		pub := &PublicListeners{HTTPS: listen("gateway.public.https", p.HTTPS), HTTP: listen("gateway.public.http", p.HTTP)}
+		pub.TrustedRelays = b.prefixes("gateway.public.trusted_relays", p.TrustedRelays)
+		if len(p.TrustedRelays) == 0 && b.pos["gateway.public.trusted_relays"] != (position{}) {
+			b.fail("gateway.public.trusted_relays", "list at least one relay address: public listeners accept nobody else")
+		}
+		if len(p.HTTPS)+len(p.HTTP) == 0 {
+			b.fail("gateway.public", "set https and/or http listener addresses")
+		}
+		g.Public = pub
+	}
+	if p := f.Private; p != nil {
+		priv := &PrivateListeners{Name: p.Name, FQDN: b.qualify("gateway.private.name", p.Name, domain),
+			HTTPS: listen("gateway.private.https", p.HTTPS), HTTP: listen("gateway.private.http", p.HTTP)}
+		priv.Allow = b.prefixes("gateway.private.allow", p.Allow)
+		if len(p.HTTPS)+len(p.HTTP) == 0 {
+			b.fail("gateway.private", "set https and/or http listener addresses")
+		}
+		g.Private = priv
+	}
+	if f.Admin != "" && f.Admin != "off" {
+		if a := listen("gateway.admin", []string{f.Admin}); len(a) == 1 {
+			g.Admin = a[0]
+		}
+	}
+	return g
+}
+
+// hostPort validates a listen or dial address and returns it unchanged.
+func (b *builder) hostPort(path, s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		b.fail(path, "%q is not host:port (for IPv6 write [::1]:443)", s)
+		return s
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		b.fail(path, "%q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			if _, ok := hostname(host); !ok {
+				b.fail(path, "%q: %q is neither an IP address nor a host name", s, host)
+			}
+		}
+	}
+	return s
+}
+
+func (b *builder) prefixes(path string, ss []string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				b.fail(fmt.Sprintf("%s[%d]", path, i), "%q is neither a CIDR prefix (100.64.0.0/10) nor an IP address", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Masked() != p {
+			b.fail(fmt.Sprintf("%s[%d]", path, i), "%q has host bits set (did you mean %s?)", s, p.Masked())
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// qualify appends the domain to a name without a dot.
+func (b *builder) qualify(path, name, domain string) string {
+	h, ok := hostname(name)
+	if !ok {
+		b.fail(path, "%q is not a host name", name)
+		return ""
+	}
+	if strings.Contains(h, ".") {
+		return h
+	}
+	if domain == "" {
+		b.fail(path, "%q has no dot and there is no top-level domain to append (set domain or write the full name)", name)
+		return ""
+	}
+	return h + "." + domain
+}
+
+// hostname lower-cases and checks a DNS name; "*." may start it.
+func hostname(s string) (string, bool) {
+	s = strings.TrimSuffix(strings.ToLower(s), ".")
+	if s == "" || len(s) > 253 {
+		return "", false
+	}
+	for i, label := range strings.Split(s, ".") {
+		if label == "*" && i == 0 {
+			continue
+		}
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
+	}
+	return s, true
+}
+
+func (b *builder) alerts(m map[string]*fileReceiver) []Receiver {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []Receiver
+	for _, n := range names {
+		f, path := m[n], "alerts."+n
+		if f == nil {
+			b.fail(path, "empty receiver (set one of matrix, webhook, ntfy, email)")
+			continue
+		}
+		r := Receiver{Name: n}
+		kinds := 0
+		if m := f.Matrix; m != nil {
+			kinds++
+			r.Matrix = &Matrix{Homeserver: b.url(path+".matrix.homeserver", m.Homeserver, "http", "https"), Room: m.Room, AccessToken: NewSecret(m.AccessToken)}
+			if !strings.HasPrefix(m.Room, "!") && !strings.HasPrefix(m.Room, "#") {
+				b.fail(path+".matrix.room", "%q is not a room id (!id:server) or alias (#name:server)", m.Room)
+			}
+		}
+		if w := f.Webhook; w != nil {
+			kinds++
+			r.Webhook = &Webhook{URL: b.url(path+".webhook.url", w.URL, "http", "https"), Secret: NewSecret(w.Secret)}
+		}
+		if nt := f.Ntfy; nt != nil {
+			kinds++
+			r.Ntfy = &Ntfy{URL: b.url(path+".ntfy.url", nt.URL, "http", "https"), Token: NewSecret(nt.Token)}
+		}
+		if e := f.Email; e != nil {
+			kinds++
+			r.Email = &Email{SMTP: b.hostPort(path+".email.smtp", e.SMTP), From: e.From, To: e.To, Username: e.Username, Password: NewSecret(e.Password)}
+		}
+		if kinds != 1 {
+			b.fail(path, "set exactly one of matrix, webhook, ntfy, email (found %d)", kinds)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (b *builder) url(path, s string, schemes ...string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme) {
+		if err == nil && u.Scheme != "" && !slices.Contains(schemes, u.Scheme) {
+			b.fail(path, "unsupported scheme %q (want %s)", u.Scheme, strings.Join(schemes, ", "))
+		} else {
+			b.fail(path, "%q is not a URL like %s://host:port", s, schemes[0])
+		}
+		return nil
+	}
+	return u
+}
+
+func (b *builder) services(fs []*fileService, c *Config) []*Service {
+	var out []*Service
+	names := map[string]string{}
+	routes := map[string]string{} // host+path -> service path
+	ports := map[string]string{}  // class/proto/port -> path
+	receivers := map[string]bool{}
+	for _, r := range c.Alerts {
+		receivers[r.Name] = true
+	}
+	for i, f := range fs {
+		path := fmt.Sprintf("services[%d]", i)
+		if f == nil {
+			b.fail(path, "empty service (give it at least a name)")
+			continue
+		}
+		s := &Service{Name: f.Name, Path: f.Path, Metrics: f.Metrics, Alert: f.Alert, AllowHTTP: f.AllowHTTP,
+			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify}}
+		if f.Expose == "public" {
+			s.Expose = Public
+		}
+		if !validName(f.Name) {
+			b.fail(path+".name", "%q is not a valid name (lower case letters, digits and dashes, starting with a letter)", f.Name)
+		} else if prev, dup := names[f.Name]; dup {
+			b.fail(path+".name", "%q is already the name of %s", f.Name, prev)
+		}
+		names[f.Name] = path
+		// Hosts.
+		hosts := f.Hosts
+		if f.Host != "" {
+			if len(f.Hosts) > 0 {
+				b.fail(path+".host", "set host or hosts, not both")
+			}
+			hosts = []string{f.Host}
+		}
+		for j, h := range hosts {
+			hp := path + ".host"
+			if f.Host == "" {
+				hp = fmt.Sprintf("%s.hosts[%d]", path, j)
+			}
+			q := b.qualify(hp, h, c.Domain)
+			if q == "" {
+				continue
+			}
+			s.Hosts = append(s.Hosts, q)
+		}
+		if !strings.HasPrefix(s.Path, "/") {
+			b.fail(path+".path", "%q must start with /", s.Path)
+		}
+		for _, h := range s.Hosts {
+			key := h + strings.TrimSuffix(s.Path, "/")
+			if prev, dup := routes[key]; dup {
+				b.fail(path, "%s%s is already served by %s", h, s.Path, prev)
+			}
+			routes[key] = path
+		}
+		// Backends.
+		backends := f.Backends
+		if f.Backend != "" {
+			if len(f.Backends) > 0 {
+				b.fail(path+".backend", "set backend or backends, not both")
+			}
+			backends = []string{f.Backend}
+		}
+		for j, be := range backends {
+			bp := path + ".backend"
+			if f.Backend == "" {
+				bp = fmt.Sprintf("%s.backends[%d]", path, j)
+			}
+			if u := b.url(bp, be, "http", "https"); u != nil {
+				if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+					b.fail(bp, "%q: a backend is scheme://host:port without path, query or credentials", be)
+				}
+				s.Backends = append(s.Backends, u)
+			}
+		}
+		if f.Static != "" {
+			s.Static = b.abs(f.Static)
+			if st, err := os.Stat(s.Static); err != nil || !st.IsDir() {
+				b.fail(path+".static", "%q is not a directory", f.Static)
+			}
+			if len(backends) > 0 {
+				b.fail(path+".static", "set static or backend(s), not both")
+			}
+		}
+		if f.BackendTLS.CAFile != "" {
+			s.BackendTLS.CAFile = b.existingFile(path+".backend_tls.ca_file", f.BackendTLS.CAFile)
+		}
+		if len(s.Hosts) > 0 && len(backends) == 0 && f.Static == "" {
+			b.fail(path, "a service with a host needs backend, backends or static")
+		}
+		if len(hosts) == 0 && (len(backends) > 0 || f.Static != "") {
+			b.fail(path, "backend or static without host: set host (or hosts) to route HTTP to it")
+		}
+		if len(hosts) == 0 && len(f.TCP) == 0 && len(f.UDP) == 0 {
+			b.fail(path, "the service exposes nothing: set host and backend, or tcp/udp ports")
+		}
+		if h := f.Health; h != nil {
+			s.Health = &Health{Path: h.Path, Interval: time.Duration(h.Interval), Timeout: time.Duration(h.Timeout), Status: h.Status}
+			if !strings.HasPrefix(h.Path, "/") {
+				b.fail(path+".health.path", "%q must start with /", h.Path)
+			}
+			if s.Health.Interval < time.Second {
+				b.fail(path+".health.interval", "at least 1s")
+			}
+			if s.Health.Timeout <= 0 || s.Health.Timeout > s.Health.Interval {
+				b.fail(path+".health.timeout", "must be more than 0 and at most the interval")
+			}
+			if h.Status != 0 && (h.Status < 100 || h.Status > 599) {
+				b.fail(path+".health.status", "%d is not an HTTP status", h.Status)
+			}
+		}
+		for j, a := range f.Alert {
+			if !receivers[a] {
+				b.fail(fmt.Sprintf("%s.alert[%d]", path, j), "no receiver %q under alerts%s", a, suggest(a, keysOf(receivers)))
+			}
+		}
+		s.TCP = b.l4(path+".tcp", "tcp", f.TCP, ports)
+		s.UDP = b.l4(path+".udp", "udp", f.UDP, ports)
+		out = append(out, s)
+	}
+	return out
+}
+
+func keysOf(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func (b *builder) l4(path, proto string, fs []*fileL4, ports map[string]string) []L4Route {
+	var out []L4Route
+	for i, f := range fs {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if f == nil {
+			b.fail(p, "empty entry (set port and backend)")
+			continue
+		}
+		r := L4Route{Port: f.Port, Backend: b.hostPort(p+".backend", f.Backend)}
+		if f.ProxyProtocol != "none" {
+			r.ProxyProtocol = f.ProxyProtocol
+		}
+		if f.Port < 1 || f.Port > 65535 {
+			b.fail(p+".port", "%d is not a port (1-65535)", f.Port)
+		}
+		// A port is one socket per protocol: a public port is also served privately.
+		key := proto + "/" + strconv.Itoa(f.Port)
+		if prev, dup := ports[key]; dup {
+			b.fail(p+".port", "%s port %d is already used by %s", proto, f.Port, prev)
+		}
+		ports[key] = p
+		out = append(out, r)
+	}
+	return out
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
