@@ -180,9 +180,10 @@ type Service struct {
 	Hosts  []string // fully qualified, lower case, no trailing dot; may be empty for tcp-only services
 	Path   string   // path prefix, "/" by default
 	Expose Class
-	// Exactly one of Backends and Static is set for an HTTP service.
+	// Exactly one of Backends, Static and Echo is set for an HTTP service.
 	Backends   []*url.URL
 	Static     string // a directory served as files
+	Echo       bool   // answer with a description of the request
 	BackendTLS BackendTLS
 	Health     *Health
 	Metrics    string

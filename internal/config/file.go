@@ -222,6 +222,9 @@ type fileService struct {
 	Backends []string `yaml:"backends"`
 	// Static serves a directory of files instead of proxying. A relative path is taken from the directory of this file.
 	Static string `yaml:"static"`
+	// Echo answers every request itself with what labgate saw and what a backend would get
+	// (client address, forwarded headers): for trying labgate out and for debugging a relay.
+	Echo bool `yaml:"echo" default:"false"`
 	// BackendTLS configures how https:// backends are verified.
 	BackendTLS fileBackendTLS `yaml:"backend_tls"`
 	// AllowHTTP serves the service on the HTTP listeners instead of redirecting to HTTPS.

@@ -453,7 +453,7 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 			b.fail(path, "empty service (give it at least a name)")
 			continue
 		}
-		s := &Service{Name: f.Name, Path: f.Path, Metrics: f.Metrics, Alert: f.Alert, AllowHTTP: f.AllowHTTP,
+		s := &Service{Name: f.Name, Path: f.Path, Echo: f.Echo, Metrics: f.Metrics, Alert: f.Alert, AllowHTTP: f.AllowHTTP,
 			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify}}
 		if f.Expose == "public" {
 			s.Expose = Public
@@ -518,18 +518,17 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 			if st, err := os.Stat(s.Static); err != nil || !st.IsDir() {
 				b.fail(path+".static", "%q is not a directory", f.Static)
 			}
-			if len(backends) > 0 {
-				b.fail(path+".static", "set static or backend(s), not both")
-			}
 		}
 		if f.BackendTLS.CAFile != "" {
 			s.BackendTLS.CAFile = b.existingFile(path+".backend_tls.ca_file", f.BackendTLS.CAFile)
 		}
-		if len(s.Hosts) > 0 && len(backends) == 0 && f.Static == "" {
-			b.fail(path, "a service with a host needs backend, backends or static")
-		}
-		if len(hosts) == 0 && (len(backends) > 0 || f.Static != "") {
-			b.fail(path, "backend or static without host: set host (or hosts) to route HTTP to it")
+		switch kinds := btoi(len(backends) > 0) + btoi(f.Static != "") + btoi(f.Echo); {
+		case kinds > 1:
+			b.fail(path, "set only one of backend (or backends), static and echo")
+		case len(hosts) > 0 && kinds == 0:
+			b.fail(path, "a service with a host needs backend, backends, static or echo")
+		case len(hosts) == 0 && kinds > 0:
+			b.fail(path, "backend, static or echo without host: set host (or hosts) to route HTTP to it")
 		}
 		if len(hosts) == 0 && len(f.TCP) == 0 && len(f.UDP) == 0 {
 			b.fail(path, "the service exposes nothing: set host and backend, or tcp/udp ports")
@@ -605,4 +604,11 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
