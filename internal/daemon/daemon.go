@@ -1,0 +1,322 @@
+// Package daemon is the only place that wires labgate together for `serve`.
+//
+// A config becomes a generation: the gateway's routing state, one
+// http.Server per listener address and the certificate source. Reloading
+// builds a whole new generation next to the running one, attaches it to the
+// same bound listeners (nothing is rebound), then drains the old generation
+// for the grace period. If building fails, the old generation keeps serving
+// and the errors are logged and exported as metrics.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/labgate/labgate/internal/certs"
+	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/gateway"
+	"github.com/labgate/labgate/internal/listen"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	// Load reads and parses the config; it is called at start and on every reload.
+	Load func() (*config.Config, error)
+	// Watch is the file to follow for changes ("" follows nothing; SIGHUP still reloads).
+	Watch string
+	// Stderr receives labgate's own logs.
+	Stderr io.Writer
+	// Version is reported in labgate_build_info.
+	Version string
+	// Ready, if set, is called with the daemon once the first generation serves.
+	Ready func(*Daemon)
+}
+
+// Daemon runs `labgate serve`.
+type Daemon struct {
+	opts     Options
+	log      *slog.Logger
+	level    *slog.LevelVar
+	access   *asyncWriter
+	registry *listen.Registry
+	prom     *prometheus.Registry
+	metrics  *metrics
+	gwm      *gateway.Metrics
+
+	mu   sync.Mutex // serialises reloads
+	cur  *generation
+	gens int
+	cas  map[string]*certs.CA // by directory, so a reload reuses the loaded CA
+
+	drains sync.WaitGroup
+}
+
+// New returns a Daemon that logs with a handler matching the first config.
+func New(opts Options) *Daemon {
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	reg := prometheus.NewRegistry()
+	d := &Daemon{
+		opts:  opts,
+		level: new(slog.LevelVar),
+		prom:  reg,
+		cas:   map[string]*certs.CA{},
+	}
+	d.log = slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: d.level}))
+	d.metrics = newMetrics(reg, opts.Version)
+	d.gwm = gateway.NewMetrics(reg)
+	return d
+}
+
+// Run serves until ctx is done, reloading on SIGHUP and file changes.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg, err := d.opts.Load()
+	if err != nil {
+		return err
+	}
+	d.setupLogging(cfg)
+	d.registry = listen.NewRegistry(d.log)
+	defer d.registry.Close()
+	if err := d.apply(cfg); err != nil {
+		return err
+	}
+	d.log.Info("labgate serving", "config", cfg.Path, "generation", d.gens, "services", len(cfg.Services))
+	if d.opts.Ready != nil {
+		d.opts.Ready(d)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changed := d.watch(ctx)
+
+	for {
+		select {
+		case <-ctx.Done():
+			d.stop()
+			return nil
+		case <-hup:
+			d.log.Info("reloading", "reason", "SIGHUP")
+			d.Reload()
+		case <-changed:
+			d.log.Info("reloading", "reason", "file changed")
+			d.Reload()
+		}
+	}
+}
+
+// Reload loads the config and swaps it in if it is valid and different.
+// It reports whether the running generation changed.
+func (d *Daemon) Reload() bool {
+	cfg, err := d.opts.Load()
+	if err != nil {
+		d.reloadFailed(err)
+		return false
+	}
+	d.mu.Lock()
+	same := d.cur != nil && reflect.DeepEqual(d.cur.cfg, cfg)
+	d.mu.Unlock()
+	if same {
+		d.log.Info("config unchanged, nothing to reload")
+		d.metrics.reloads.WithLabelValues("unchanged").Inc()
+		return false
+	}
+	if err := d.apply(cfg); err != nil {
+		d.reloadFailed(err)
+		return false
+	}
+	d.log.Info("reloaded", "generation", d.gens, "services", len(cfg.Services))
+	return true
+}
+
+func (d *Daemon) reloadFailed(err error) {
+	d.metrics.reloadOK.Set(0)
+	d.metrics.reloads.WithLabelValues("failure").Inc()
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			d.log.Error("config refused, still serving the previous one", "error", e.Error())
+		}
+		return
+	}
+	d.log.Error("reload failed, still serving the previous one", "error", err)
+}
+
+// apply builds a generation from cfg and swaps it in.
+func (d *Daemon) apply(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := d.build(cfg)
+	if err != nil {
+		// Close what this attempt bound and the running generation does not use.
+		var keep []string
+		if d.cur != nil {
+			keep = d.cur.addrs()
+		}
+		d.registry.Retain(keep)
+		return err
+	}
+	d.level.Set(parseLevel(cfg.Log.Level))
+	old := d.cur
+	g.attach()
+	d.cur = g
+	d.gens++
+	d.registry.Retain(g.addrs())
+	d.metrics.reloadOK.Set(1)
+	d.metrics.reloadTime.SetToCurrentTime()
+	d.metrics.generation.Set(float64(d.gens))
+	if d.gens > 1 {
+		d.metrics.reloads.WithLabelValues("success").Inc()
+	}
+	if old != nil {
+		d.drains.Add(1)
+		go func() {
+			defer d.drains.Done()
+			old.drain(cfg.Gateway.Limits.ShutdownGrace)
+		}()
+	}
+	return nil
+}
+
+// stop drains the current generation and waits for older ones.
+func (d *Daemon) stop() {
+	d.mu.Lock()
+	g := d.cur
+	d.cur = nil
+	d.mu.Unlock()
+	d.registry.Close() // stop accepting before draining
+	if g != nil {
+		g.drain(g.cfg.Gateway.Limits.ShutdownGrace)
+	}
+	d.drains.Wait()
+	if d.access != nil {
+		d.access.Close()
+	}
+	d.log.Info("labgate stopped")
+}
+
+// Addr returns the bound address of a listener from the config (useful with port 0).
+func (d *Daemon) Addr(configured string) net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cur == nil {
+		return nil
+	}
+	for _, s := range d.cur.servers {
+		if s.addr == configured {
+			return s.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Handler returns the daemon's admin handler (/metrics, /healthz).
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.metrics.handler(d.prom))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		g, n := d.cur, d.gens
+		d.mu.Unlock()
+		if g == nil {
+			http.Error(w, "stopping", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "ok generation=%d services=%d\n", n, len(g.cfg.Services))
+	})
+	return mux
+}
+
+func (d *Daemon) setupLogging(cfg *config.Config) {
+	opts := &slog.HandlerOptions{Level: d.level}
+	d.level.Set(parseLevel(cfg.Log.Level))
+	if cfg.Log.Format == "json" {
+		d.log = slog.New(slog.NewJSONHandler(d.opts.Stderr, opts))
+	} else {
+		d.log = slog.New(slog.NewTextHandler(d.opts.Stderr, opts))
+	}
+	d.access = newAsyncWriter(d.opts.Stderr, 100*time.Millisecond)
+}
+
+// accessLogger returns the access logger for cfg, or nil when it is off.
+func (d *Daemon) accessLogger(cfg *config.Config) *slog.Logger {
+	if !cfg.Log.Access {
+		return nil
+	}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(d.access, nil))
+	}
+	return slog.New(slog.NewTextHandler(d.access, nil))
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s)) // validated by config
+	return l
+}
+
+// watch returns a channel that receives after the config file changed. It
+// follows the directory, so editors that replace the file are seen too.
+func (d *Daemon) watch(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	if d.opts.Watch == "" {
+		return out
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn("not following the config file; reload with SIGHUP", "error", err)
+		return out
+	}
+	abs, _ := filepath.Abs(d.opts.Watch)
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		d.log.Warn("not following the config file; reload with SIGHUP", "error", err)
+		w.Close()
+		return out
+	}
+	go func() {
+		defer w.Close()
+		var debounce <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+					debounce = time.After(200 * time.Millisecond)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				d.log.Warn("watching the config file", "error", err)
+			case <-debounce:
+				debounce = nil
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}

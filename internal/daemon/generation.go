@@ -1,0 +1,253 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labgate/labgate/internal/certs"
+	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/gateway"
+	"github.com/labgate/labgate/internal/listen"
+)
+
+// generation is everything that serves one config.
+type generation struct {
+	cfg     *config.Config
+	gw      *gateway.Gateway
+	servers []*server
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// server is one http.Server behind one bound listener.
+type server struct {
+	addr   string // as written in the config
+	ln     *listen.Listener
+	policy *listen.Policy
+	pipe   *listen.Pipe
+	srv    *http.Server
+	tls    bool
+}
+
+func (d *Daemon) build(cfg *config.Config) (*generation, error) {
+	if cfg.TLS.ACME != nil {
+		return nil, errors.New("tls.acme: ACME certificates are not available in this version yet; remove tls.acme to use labgate's internal CA")
+	}
+	var source certs.Source
+	if needsTLS(cfg) {
+		ca, err := d.ca(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		source = ca.Issuer(certNames(cfg))
+	}
+	for _, s := range cfg.Services {
+		if len(s.TCP)+len(s.UDP) > 0 {
+			d.log.Warn("tcp and udp ports are not served by this version yet", "service", s.Name)
+		}
+	}
+
+	gw, err := gateway.New(cfg, gateway.Options{
+		Log:       d.log,
+		Access:    d.accessLogger(cfg),
+		Metrics:   d.gwm,
+		HTTPSPort: httpsPorts(cfg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, gw: gw, log: d.log, done: make(chan struct{})}
+	lim := cfg.Gateway.Limits
+	add := func(addr string, class config.Class, useTLS, redirect bool, policy *listen.Policy) error {
+		ln, err := d.registry.Listen(addr)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		h := gw.Handler(class)
+		if redirect {
+			h = gw.HTTPHandler(class)
+		}
+		s := &server{addr: addr, ln: ln, policy: policy, pipe: listen.NewPipe(ln.Addr()), tls: useTLS}
+		s.srv = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    lim.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+		}
+		if useTLS {
+			s.srv.TLSConfig = &tls.Config{GetCertificate: source.GetCertificate, MinVersion: tls.VersionTLS12}
+		}
+		g.servers = append(g.servers, s)
+		return nil
+	}
+	var errs []error
+	if p := cfg.Gateway.Public; p != nil {
+		policy := &listen.Policy{Allow: p.TrustedRelays, RequireProxy: true, HeaderTimeout: lim.ProxyHeaderTimeout, Log: d.log}
+		for _, a := range p.HTTPS {
+			errs = append(errs, add(a, config.Public, true, false, policy))
+		}
+		for _, a := range p.HTTP {
+			errs = append(errs, add(a, config.Public, false, true, policy))
+		}
+	}
+	if p := cfg.Gateway.Private; p != nil {
+		policy := &listen.Policy{Allow: p.Allow, Log: d.log}
+		for _, a := range p.HTTPS {
+			errs = append(errs, add(a, config.Private, true, false, policy))
+		}
+		for _, a := range p.HTTP {
+			errs = append(errs, add(a, config.Private, false, true, policy))
+		}
+	}
+	if cfg.Gateway.Admin != "" {
+		ln, err := d.registry.Listen(cfg.Gateway.Admin)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listening on %s (gateway.admin): %w", cfg.Gateway.Admin, err))
+		} else {
+			g.servers = append(g.servers, &server{addr: cfg.Gateway.Admin, ln: ln, pipe: listen.NewPipe(ln.Addr()), srv: &http.Server{
+				Handler:           d.adminHandler(),
+				ReadHeaderTimeout: lim.ReadHeaderTimeout,
+				IdleTimeout:       lim.IdleTimeout,
+				ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+			}})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		gw.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// attach starts the generation's servers and points every listener at them.
+func (g *generation) attach() {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	go func() {
+		defer close(g.done)
+		_ = g.gw.Run(ctx)
+	}()
+	for _, s := range g.servers {
+		go func() {
+			var err error
+			if s.tls {
+				err = s.srv.ServeTLS(s.pipe, "", "")
+			} else {
+				err = s.srv.Serve(s.pipe)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				g.log.Error("server stopped", "addr", s.addr, "error", err)
+			}
+		}()
+		policy, pipe := s.policy, s.pipe
+		s.ln.SetHandler(func(c net.Conn) {
+			if policy != nil {
+				if c = policy.Admit(c); c == nil {
+					return
+				}
+			}
+			if !pipe.Deliver(c) {
+				c.Close()
+			}
+		})
+	}
+}
+
+// drain lets requests in flight finish for up to grace, then closes the rest.
+// Hijacked connections (websockets) are not tracked by http.Server and live on.
+func (g *generation) drain(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range g.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	g.cancel()
+	<-g.done
+	g.gw.Close()
+}
+
+func (g *generation) addrs() []string {
+	var out []string
+	for _, s := range g.servers {
+		out = append(out, s.addr)
+	}
+	return out
+}
+
+func (d *Daemon) ca(stateDir string) (*certs.CA, error) {
+	dir := filepath.Join(stateDir, "ca")
+	if ca, ok := d.cas[dir]; ok {
+		return ca, nil
+	}
+	ca, err := certs.OpenCA(dir, time.Now)
+	if err != nil {
+		return nil, fmt.Errorf("internal CA: %w", err)
+	}
+	d.log.Info("certificates come from labgate's internal CA", "root", ca.RootPath(), "hint", ca.TrustHint())
+	d.cas[dir] = ca
+	return ca, nil
+}
+
+func needsTLS(cfg *config.Config) bool {
+	return cfg.Gateway.Public != nil && len(cfg.Gateway.Public.HTTPS) > 0 ||
+		cfg.Gateway.Private != nil && len(cfg.Gateway.Private.HTTPS) > 0
+}
+
+// certNames are the names TLS listeners answer for: every service host, and
+// the domain's wildcard when private services share one certificate.
+func certNames(cfg *config.Config) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, s := range cfg.Services {
+		for _, h := range s.Hosts {
+			if cfg.TLS.PrivateWildcard && s.Expose == config.Private && cfg.Domain != "" && isChildOf(h, cfg.Domain) {
+				h = "*." + cfg.Domain
+			}
+			if !seen[h] {
+				seen[h] = true
+				names = append(names, h)
+			}
+		}
+	}
+	return names
+}
+
+// isChildOf reports whether h is exactly one label below domain.
+func isChildOf(h, domain string) bool {
+	label, ok := strings.CutSuffix(h, "."+domain)
+	return ok && label != "" && !strings.Contains(label, ".")
+}
+
+// httpsPorts says which port http->https redirects name per class. Public
+// clients come through the relay, which serves HTTPS on 443.
+func httpsPorts(cfg *config.Config) map[config.Class]int {
+	ports := map[config.Class]int{config.Public: 443, config.Private: 443}
+	if p := cfg.Gateway.Private; p != nil && len(p.HTTPS) > 0 {
+		if _, port, err := net.SplitHostPort(p.HTTPS[0]); err == nil {
+			if n, err := strconv.Atoi(port); err == nil {
+				ports[config.Private] = n
+			}
+		}
+	}
+	return ports
+}
