@@ -47,7 +47,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			n = n.Alias
 		}
 	}
-	if n != nil && n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	if isNull(n) {
 		return // an explicit null is the same as absent
 	}
 	switch {
@@ -96,6 +96,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		panic("config: unsupported field type " + v.Type().String())
 	}
+}
+
+// isNull reports whether n is an explicit null (~, null or nothing), through aliases.
+func isNull(n *yaml.Node) bool {
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n != nil && n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path, want string, set func(string) error) {
@@ -216,6 +224,7 @@ func (d *decoder) dict(n *yaml.Node, v reflect.Value, path string) {
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	fields := fieldsOf(v.Type())
 	seen := map[string]bool{}
+	nullAt := map[string]*yaml.Node{} // keys written with a null value
 	if n != nil {
 		if n.Kind != yaml.MappingNode {
 			d.errorf(n, path, "want a mapping with keys %s, not %s", keyList(fields), kindName(n))
@@ -237,13 +246,22 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 				continue
 			}
 			if seen[f.key] {
-				d.errorf(k, p, "%s is set more than once (only one of %s and %s_file)", f.key, f.key, f.key)
+				if f.secret {
+					d.errorf(k, p, "%s is set more than once (only one of %s and %s_file)", f.key, f.key, f.key)
+				} else {
+					d.errorf(k, p, "%s is set more than once", f.key)
+				}
 				continue
 			}
 			seen[f.key] = true
 			fp := join(path, f.key)
 			if f.secret {
 				d.secrets[fp] = true
+			}
+			if isNull(val) {
+				// An explicit null is the same as absent: defaults apply.
+				nullAt[f.key] = k
+				continue
 			}
 			if isFile {
 				d.secretFile(val, v.Field(f.index), p, fp)
@@ -257,13 +275,18 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		}
 	}
 	for _, f := range fields {
-		if seen[f.key] {
+		k, null := nullAt[f.key]
+		if seen[f.key] && !null {
 			continue
 		}
 		fp := join(path, f.key)
 		switch {
 		case f.required:
-			d.errorf(n, fp, "missing (required)")
+			at := n
+			if null {
+				at = k
+			}
+			d.errorf(at, fp, "missing (required)")
 		case f.def != "":
 			d.decode(&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: f.def}, v.Field(f.index), fp)
 			delete(d.pos, fp)

@@ -56,20 +56,31 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		}
 		e := yamlError(name, err)
 		if e.Line > 0 {
-			if lines := strings.Split(string(data), "\n"); e.Line <= len(lines)+1 && strings.Contains(lines[max(e.Line-2, 0)]+lines[min(e.Line-1, len(lines)-1)], "${") {
+			// The error points at the line where a flow collection starts or
+			// at the one after: look around it for a ${VAR}.
+			lines := strings.Split(string(data), "\n")
+			near := strings.Join(lines[min(max(e.Line-2, 0), len(lines)):min(e.Line+2, len(lines))], "\n")
+			if strings.Contains(near, "${") {
 				e.Msg += ` (inside { } or [ ], quote "${VAR}" references)`
 			}
 		}
 		return nil, Errors{e}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		return nil, Errors{{File: name, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed (remove the ---)"}}
+	case !errors.Is(err, io.EOF):
+		// A broken second document is still a broken file.
+		return nil, Errors{yamlError(name, err)}
 	}
 	var f file
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if isNull(root) {
+		return nil, Errors{{File: name, Msg: "the file is empty (start with `version: 1`)"}}
 	}
 	d.decode(root, reflect.ValueOf(&f).Elem(), "")
 	b := &builder{decoder: d, abs: func(p string) string {
@@ -91,14 +102,39 @@ func yamlError(name string, err error) Error {
 	// yaml.v3 says "yaml: line 3: mapping values are not allowed in this context".
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := Error{File: name, Msg: msg}
+	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if i := strings.Index(rest, ": "); i > 0 {
 			if n, err := strconv.Atoi(rest[:i]); err == nil {
-				e.Line, e.Col, e.Msg = n, 1, rest[i+2:]
+				line, e.Msg = n, rest[i+2:]
 			}
 		}
 	}
+	if yamlParserProblems[e.Msg] {
+		// yaml.v3 counts lines from 0 in parser errors (and omits line 0),
+		// from 1 in scanner errors.
+		line++
+	}
+	if line > 0 {
+		e.Line, e.Col = line, 1
+	}
 	return e
+}
+
+// yamlParserProblems are the messages of yaml.v3's parser (parserc.go), as
+// opposed to its scanner.
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
 }
 
 // builder turns the decoded file shapes into a *Config, reporting problems
