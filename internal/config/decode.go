@@ -247,9 +247,9 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			}
 			if seen[f.key] {
 				if f.secret {
-					d.errorf(k, p, "%s is set more than once (only one of %s and %s_file)", f.key, f.key, f.key)
+					d.errorf(k, p, "set more than once (write only one of %s and %s_file)", f.key, f.key)
 				} else {
-					d.errorf(k, p, "%s is set more than once", f.key)
+					d.errorf(k, p, "set more than once")
 				}
 				continue
 			}
@@ -419,7 +419,10 @@ func suggest(s string, candidates []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
+// levenshtein is the edit distance between a and b, counting a swap of two
+// adjacent letters ("nmae" for "name") as one edit.
 func levenshtein(a, b string) int {
+	pprev := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -433,8 +436,11 @@ func levenshtein(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], pprev[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		pprev, prev, cur = prev, cur, pprev
 	}
 	return prev[len(b)]
 }

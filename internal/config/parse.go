@@ -83,7 +83,10 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		return nil, Errors{{File: name, Msg: "the file is empty (start with `version: 1`)"}}
 	}
 	d.decode(root, reflect.ValueOf(&f).Elem(), "")
-	b := &builder{decoder: d, abs: func(p string) string {
+	if root.Kind != yaml.MappingNode {
+		return nil, d.errs // nothing was decoded: building would only add noise
+	}
+	b := &builder{decoder: d, decoded: len(d.errs), abs: func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p
 		}
@@ -141,10 +144,17 @@ var yamlParserProblems = map[string]bool{
 // at the position of the value they concern.
 type builder struct {
 	*decoder
-	abs func(string) string
+	decoded int // errors found while decoding: errs[:decoded]
+	abs     func(string) string
 }
 
 func (b *builder) fail(path, format string, args ...any) {
+	// A value the decoder already refused was left zero: say nothing more about it.
+	for _, e := range b.errs[:b.decoded] {
+		if e.Path == "" || path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") {
+			return
+		}
+	}
 	e := Error{File: b.file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	// Report at the value's position, or at the closest enclosing one.
 	for p := path; p != ""; p = parent(p) {
@@ -228,7 +238,7 @@ func (b *builder) dns(f fileDNS) DNS {
 		switch p.Type {
 		case "cloudflare":
 			if p.APIToken == "" {
-				b.fail("dns.provider", "cloudflare needs api_token (or api_token_file)")
+				b.fail("dns.provider.api_token", "cloudflare needs api_token (or api_token_file)")
 			}
 		case "rfc2136":
 			if p.Server == "" {
@@ -300,7 +310,10 @@ func (b *builder) gateway(f fileGateway, domain string) Gateway {
 	listen := func(path string, addrs []string) []string {
 		var out []string
 		for i, a := range addrs {
-			p := fmt.Sprintf("%s[%d]", path, i)
+			p := path
+			if path != "gateway.admin" {
+				p = fmt.Sprintf("%s[%d]", path, i)
+			}
 			hp := b.hostPort(p, a)
 			if prev, dup := seen[hp]; dup {
 				b.fail(p, "%s is already used by %s", a, prev)
