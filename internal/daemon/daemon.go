@@ -320,3 +320,10 @@ func (d *Daemon) watch(ctx context.Context) <-chan struct{} {
 	}()
 	return out
 }
+
+// generation returns how many generations have been applied.
+func (d *Daemon) generation() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gens
+}
