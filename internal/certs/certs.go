@@ -84,7 +84,7 @@ func (n names) match(sni string) (string, bool) {
 
 // unknownName is the handshake error for a server name no certificate covers.
 func unknownName(sni string) error {
-	if sni == "" {
+	if normalize(sni) == "" {
 		return fmt.Errorf("certs: client sent no server name (SNI); labgate only serves certificates for configured hosts")
 	}
 	return fmt.Errorf("certs: no certificate for %q: not a configured host", sni)
