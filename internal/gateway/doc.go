@@ -1,0 +1,16 @@
+// Package gateway is the HTTP side of one config generation: per-class route
+// tables, reverse proxies with one tuned upstream per backend, round-robin
+// load balancing with passive and active health, static file services, the
+// echo service, error pages, metrics and the access log.
+//
+// The class of a request (public or private) is the class of the listener
+// the daemon serves the handler on, never anything the client says. A public
+// handler's route table holds only public services, so no Host header,
+// absolute-form URI or HTTP/2 :authority reaches a private one. Routing uses
+// one normalized host (see normalizeHost) and nothing else.
+//
+// Connections arrive with RemoteAddr already set to the real client (from a
+// PROXY header on public listeners, from the socket on private ones); the
+// gateway replaces whatever forwarding headers the client sent with that
+// address.
+package gateway

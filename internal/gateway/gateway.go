@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/labgate/labgate/internal/config"
+)
+
+// Options are what a generation's gateway needs besides the config.
+type Options struct {
+	// Log receives errors and backend health transitions.
+	Log *slog.Logger
+	// Access receives one record per request; nil: no access log.
+	Access *slog.Logger
+	// Metrics outlive generations; nil: no metrics.
+	Metrics *Metrics
+	// HTTPSPort is the port http->https redirects name, per class (omitted when 443).
+	HTTPSPort map[config.Class]int
+	// PassiveCooldown is how long a backend stays down after a failed
+	// connection when no active check brings it back sooner; 0: 10s.
+	PassiveCooldown time.Duration
+}
+
+// defaultCooldown is how long a backend that refused a connection is left alone.
+const defaultCooldown = 10 * time.Second
+
+// Gateway is the routing state of one config generation.
+type Gateway struct {
+	log      *slog.Logger
+	access   *slog.Logger
+	services []*service
+	https    [2]*handler // by class, for HTTPS listeners
+	http     [2]*handler // by class, for plain-HTTP listeners
+	roots    []*os.Root
+	closed   sync.Once
+}
+
+// New builds the routing state of one generation from cfg: per-class route
+// tables, one upstream per backend with its own tuned http.Transport,
+// balancers and static file handlers. It starts nothing.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PassiveCooldown <= 0 {
+		opts.PassiveCooldown = defaultCooldown
+	}
+	g := &Gateway{log: opts.Log, access: opts.Access}
+	var errs []error
+	for _, sc := range cfg.Services {
+		if !sc.HTTP() {
+			continue
+		}
+		s, err := g.newService(sc, cfg.Gateway.Limits, opts)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", sc.Name, err))
+			continue
+		}
+		g.services = append(g.services, s)
+	}
+	if err := errors.Join(errs...); err != nil {
+		g.Close()
+		return nil, err
+	}
+	for _, class := range []config.Class{config.Private, config.Public} {
+		t := newTable(g.services, class)
+		port := opts.HTTPSPort[class]
+		g.https[class] = &handler{g: g, class: class, table: t, unknown: opts.Metrics.forService("", class), tls: true}
+		g.http[class] = &handler{g: g, class: class, table: t, unknown: opts.Metrics.forService("", class), httpsPort: port}
+	}
+	return g, nil
+}
+
+// Handler serves HTTPS listeners of class, and plain-HTTP services that set
+// allow_http.
+func (g *Gateway) Handler(class config.Class) http.Handler { return g.https[class&1] }
+
+// HTTPHandler serves plain-HTTP listeners of class: known hosts are
+// redirected to HTTPS (308) unless their service allows plain HTTP, in which
+// case it is served; unknown hosts get 404.
+func (g *Gateway) HTTPHandler(class config.Class) http.Handler { return g.http[class&1] }
+
+// Run checks the health of backends that have a health check, and brings
+// back backends marked down by failed requests, until ctx is done.
+func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, s := range g.services {
+		for _, b := range s.backends {
+			wg.Go(func() { b.watch(ctx) })
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// Close closes idle upstream connections and open static directories. Call
+// it after the generation's servers have drained.
+func (g *Gateway) Close() {
+	g.closed.Do(func() {
+		for _, s := range g.services {
+			for _, b := range s.backends {
+				b.transport.CloseIdleConnections()
+			}
+		}
+		for _, r := range g.roots {
+			r.Close()
+		}
+	})
+}
+
+// table is the route table of one class.
+type table struct {
+	exact map[string][]*route // by host, longest path first
+	wild  map[string][]*route // "*.parent" routes by parent, longest path first
+}
+
+type route struct {
+	svc    *service
+	prefix string // the service's path without trailing slash; "" for "/"
+	cm     *classMetrics
+}
+
+// newTable holds the services class may reach: public listeners reach only
+// public services; private listeners reach private and public ones.
+func newTable(services []*service, class config.Class) *table {
+	t := &table{exact: map[string][]*route{}, wild: map[string][]*route{}}
+	for _, s := range services {
+		if class == config.Public && s.cfg.Expose != config.Public {
+			continue
+		}
+		r := &route{svc: s, prefix: cleanPrefix(s.cfg.Path), cm: s.metrics.forService(s.cfg.Name, class)}
+		for _, h := range s.cfg.Hosts {
+			if parent, ok := cutWildcard(h); ok {
+				t.wild[parent] = append(t.wild[parent], r)
+			} else {
+				t.exact[h] = append(t.exact[h], r)
+			}
+		}
+	}
+	byLen := func(a, b *route) int { return len(b.prefix) - len(a.prefix) }
+	for _, rs := range t.exact {
+		slices.SortStableFunc(rs, byLen)
+	}
+	for _, rs := range t.wild {
+		slices.SortStableFunc(rs, byLen)
+	}
+	return t
+}
+
+func cutWildcard(h string) (string, bool) {
+	if len(h) > 2 && h[0] == '*' && h[1] == '.' {
+		return h[2:], true
+	}
+	return "", false
+}
+
+// lookup finds the route for a normalized host and a request path: exact
+// hosts first, then one-label wildcards; the longest path prefix wins.
+// known reports whether the host has any route at all.
+func (t *table) lookup(host, path string) (r *route, known bool) {
+	if host == "" {
+		return nil, false
+	}
+	if rs, ok := t.exact[host]; ok {
+		known = true
+		for _, r := range rs {
+			if matchPath(r.prefix, path) {
+				return r, true
+			}
+		}
+	}
+	if k := wildcardKey(host); k != "" {
+		if rs, ok := t.wild[k]; ok {
+			known = true
+			for _, r := range rs {
+				if matchPath(r.prefix, path) {
+					return r, true
+				}
+			}
+		}
+	}
+	return nil, known
+}
