@@ -25,6 +25,8 @@
 # Knobs (environment):
 #   DURATION=10          seconds of each measured run
 #   WARMUP=2             seconds of the warm-up before it (not measured)
+#   ROUNDS=1             run all paths this many times, interleaved, and
+#                        report medians (3 smooths out a noisy machine)
 #   THREADS=2 CONNS=64   wrk -t and -c
 #   LABGATE_GOMAXPROCS   GOMAXPROCS for labgate only (default: unset = all
 #                        cores). 1 often wins here because wrk owns the other
@@ -52,6 +54,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-1}
 
 # All path ids, in table order: plain HTTP first, then TLS.
 PATHS=(direct nginx haproxy caddy seed labgate-private labgate-public
@@ -73,7 +76,9 @@ declare -A LABEL=(
 )
 
 # Results per path id.
-declare -A R_RPS=() R_P50=() R_P99=() R_CPU=() R_CPUDETAIL=() R_BCPU=() R_NOTE=() R_FAILED=()
+# Results per path id: one value per round, space-separated (the report
+# shows medians); R_PROCS the proxy process names, R_CPUP[id/name] their CPU.
+declare -A R_RPS=() R_P50=() R_P99=() R_CPU=() R_BCPU=() R_PROCS=() R_CPUP=() R_NOTE=() R_FAILED=()
 
 # ---------------------------------------------------------------- peers ----
 
@@ -346,29 +351,28 @@ measure() {
     log "no requests completed:"; cat "$TMP/$id.wrk.txt" >&2
     return 1
   fi
-  R_RPS[$id]=$W_RPS R_P50[$id]=$W_P50 R_P99[$id]=$W_P99
-  R_BCPU[$id]=$(us_per_req $((bafter - bbefore)) "$W_REQS")
+  # Each R_* entry collects one value per round (space-separated).
+  R_RPS[$id]+=" $W_RPS" R_P50[$id]+=" $W_P50" R_P99[$id]+=" $W_P99"
+  R_BCPU[$id]+=" $(us_per_req $((bafter - bbefore)) "$W_REQS")"
 
   # Proxy CPU: the sum, and each process when there are several.
-  local total=0 detail=()
+  local total=0 cpu
+  R_PROCS[$id]=""
   for i in "${!procs[@]}"; do
     name=${procs[$i]%%=*}
     total=$((total + after[i] - before[i]))
-    detail+=("$name $(us_per_req $((after[i] - before[i])) "$W_REQS")")
+    R_PROCS[$id]+=" $name"
+    R_CPUP[$id/$name]+=" $(us_per_req $((after[i] - before[i])) "$W_REQS")"
   done
-  if ((${#procs[@]} == 0)); then
-    R_CPU[$id]="–"
-  elif ((${#procs[@]} == 1)); then
-    R_CPU[$id]=$(us_per_req "$total" "$W_REQS")
-  else
-    R_CPU[$id]="$(us_per_req "$total" "$W_REQS") ($(IFS=+; echo "${detail[*]}" | sed 's/+/ + /g'))"
+  cpu=–
+  if ((${#procs[@]} > 0)); then
+    cpu=$(us_per_req "$total" "$W_REQS")
+    R_CPU[$id]+=" $cpu"
   fi
 
-  local note=()
-  ((W_NON2XX > 0)) && note+=("$W_NON2XX non-2xx")
-  ((W_SOCKERR > 0)) && note+=("$W_SOCKERR socket errors")
-  R_NOTE[$id]=$(IFS=,; echo "${note[*]}")
-  log "  $W_RPS req/s, p50 ${W_P50} ms, p99 ${W_P99} ms, proxy CPU ${R_CPU[$id]} µs/req"
+  ((W_NON2XX > 0)) && R_NOTE[$id]+="$W_NON2XX non-2xx; "
+  ((W_SOCKERR > 0)) && R_NOTE[$id]+="$W_SOCKERR socket errors; "
+  log "  $W_RPS req/s, p50 ${W_P50} ms, p99 ${W_P99} ms, proxy CPU $cpu µs/req"
 }
 
 # run_path ID: runs one path, then stops its servers (all but the backend).
@@ -390,22 +394,51 @@ ratio() { # ratio A B: A/B with two decimals, "–" when either is missing
   awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f", a / b }'
 }
 
+median() { # median VALUES...: the median (mean of the middle two for an even count)
+  (($# > 0)) || { echo ""; return; }
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    print m }'
+}
+
+# cpu_cell ID: the median proxy CPU, with each process's median for
+# HAProxy-fronted paths.
+cpu_cell() {
+  local id=$1 name cell parts=()
+  # shellcheck disable=SC2086 # word splitting of the value lists is intended
+  cell=$(median ${R_CPU[$id]:-})
+  [[ -n $cell ]] || { echo "–"; return; }
+  printf -v cell '%.1f' "$cell"
+  local -a names
+  read -r -a names <<<"${R_PROCS[$id]}"
+  if ((${#names[@]} > 1)); then
+    for name in "${names[@]}"; do
+      # shellcheck disable=SC2086
+      parts+=("$(printf '%s %.1f' "$name" "$(median ${R_CPUP[$id/$name]})")")
+    done
+    cell+=" ($(printf '%s + ' "${parts[@]}" | sed 's/ + $//'))"
+  fi
+  echo "$cell"
+}
+
 # report: the markdown table (and the settings it was measured with).
 report() {
-  local id caddy
+  local id caddy rps direct_rps caddy_rps
   echo "## HTTP proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "\`bench/http.sh\`: wrk -t${THREADS:-2} -c${CONNS:-64} -d${DURATION}s --latency (after a ${WARMUP}s warm-up), 1 KiB bodies, keep-alive, loopback."
+  echo "\`bench/http.sh\`: wrk -t${THREADS:-2} -c${CONNS:-64} -d${DURATION}s --latency (after a ${WARMUP}s warm-up), 1 KiB bodies, keep-alive, loopback; medians of $ROUNDS round(s), paths interleaved."
   echo "Machine: $(nproc) cores, $(uname -sr). labgate $(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo '?'), $(go version | awk '{print $3}'), LABGATE_GOMAXPROCS=${LABGATE_GOMAXPROCS:-unset}."
   echo "Load average when the run started: $LOAD_AT_START (anything well above 0 means other work shared the cores)."
   echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}')."
   echo
   echo "× direct: req/s relative to the backend alone. × Caddy: relative to Caddy of the same kind (plain or TLS)."
   echo "Proxy CPU: user+system time of the proxy's processes per request (µs); HAProxy-fronted paths show the sum (each process)."
-  echo "Backend CPU: the same for the backend (should be equal on all paths)."
+  echo "Backend CPU: the same for the backend (should be about equal on all paths)."
   echo
   echo "| path | req/s | × direct | × Caddy | p50 ms | p99 ms | proxy CPU µs/req | backend CPU µs/req | notes |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+  # shellcheck disable=SC2086 # word splitting of the value lists is intended
+  direct_rps=$(median ${R_RPS[direct]:-})
   for id in "${SELECTED[@]}"; do
     if [[ -n ${R_FAILED[$id]:-} ]]; then
       echo "| ${LABEL[$id]} | failed | | | | | | | see the log |"
@@ -413,9 +446,15 @@ report() {
     fi
     caddy=caddy
     [[ $id == *tls ]] && caddy=caddy-tls
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$id]}" "${R_RPS[$id]}" \
-      "$(ratio "${R_RPS[$id]}" "${R_RPS[direct]:-}")" "$(ratio "${R_RPS[$id]}" "${R_RPS[$caddy]:-}")" \
-      "${R_P50[$id]}" "${R_P99[$id]}" "${R_CPU[$id]}" "${R_BCPU[$id]}" "${R_NOTE[$id]:-}"
+    # shellcheck disable=SC2086
+    {
+      rps=$(median ${R_RPS[$id]})
+      caddy_rps=$(median ${R_RPS[$caddy]:-})
+      printf '| %s | %.0f | %s | %s | %.2f | %.2f | %s | %.1f | %s |\n' "${LABEL[$id]}" "$rps" \
+        "$(ratio "$rps" "$direct_rps")" "$(ratio "$rps" "$caddy_rps")" \
+        "$(median ${R_P50[$id]})" "$(median ${R_P99[$id]})" "$(cpu_cell "$id")" \
+        "$(median ${R_BCPU[$id]})" "${R_NOTE[$id]:-}"
+    }
   done
 }
 
@@ -445,9 +484,12 @@ main() {
   LABGATE_CONFIG=$TMP/labgate.yaml
   write_labgate_config "$LABGATE_CONFIG" "$BACKEND_PORT" 0
 
-  local id failed=0
-  for id in "${SELECTED[@]}"; do
-    run_path "$id"
+  local id failed=0 round
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "### round $round of $ROUNDS"
+    for id in "${SELECTED[@]}"; do
+      [[ -n ${R_FAILED[$id]:-} ]] || run_path "$id"
+    done
   done
 
   local table
