@@ -1,0 +1,5 @@
+package proxyproto
+
+import "syscall"
+
+var errConnReset = syscall.ECONNRESET
