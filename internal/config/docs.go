@@ -20,8 +20,8 @@ var fileType = reflect.TypeOf(file{})
 // a comment that starts with the Go field name starts with the key instead.
 func docOf(t reflect.Type, f field) string {
 	doc := fieldDocs[t.Name()+"."+f.name]
-	if rest, ok := strings.CutPrefix(doc, f.name+" "); ok {
-		doc = "`" + f.key + "` " + rest
+	if rest, ok := strings.CutPrefix(doc, f.name); ok && (rest == "" || strings.IndexAny(rest[:1], " ,.:;") == 0) {
+		doc = "`" + f.key + "`" + rest
 	}
 	return doc
 }
