@@ -445,7 +445,7 @@ report() {
       continue
     fi
     caddy=caddy
-    [[ $id == *tls ]] && caddy=caddy-tls
+    [[ $id == *tls ]] && caddy="caddy-tls"
     # shellcheck disable=SC2086
     {
       rps=$(median ${R_RPS[$id]})

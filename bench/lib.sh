@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # (globals used by the scripts that source this)
 # Helpers shared by bench/http.sh and bench/memory.sh. Source it, don't run it.
 #
 # Every server is started with setsid, so it leads its own session and process
