@@ -113,13 +113,19 @@ func (s *service) pick(not *backend) *backend {
 	return nil
 }
 
-// noListing serves files and index.html, never a directory listing.
+// noListing serves files and index.html, never a directory listing. Its
+// file system is an os.Root: nothing outside the directory is reachable,
+// not even through symlinks.
 type noListing struct{ fsys fs.FS }
 
 func (n noListing) Open(name string) (fs.File, error) {
 	f, err := n.fsys.Open(name)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, err
+		}
+		// Symlinks out of the directory, odd names: as if absent.
+		return nil, fs.ErrNotExist
 	}
 	st, err := f.Stat()
 	if err != nil {
