@@ -1,7 +1,6 @@
 package examples
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -23,15 +22,9 @@ func TestExamplesParse(t *testing.T) {
 	}
 }
 
-// The embedded quickstart is the file in the repository.
+// The embedded quickstart parses under the name serve gives it and shows
+// both paths.
 func TestQuickstartEmbedded(t *testing.T) {
-	b, err := os.ReadFile("quickstart.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != string(Quickstart) {
-		t.Error("Quickstart differs from quickstart.yaml")
-	}
 	cfg, err := config.Parse("quickstart.yaml", Quickstart, config.Options{})
 	if err != nil {
 		t.Fatal(err)
