@@ -97,6 +97,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			wg.Go(func() { b.watch(ctx) })
 		}
 	}
+	<-ctx.Done()
 	wg.Wait()
 	return nil
 }
