@@ -289,6 +289,12 @@ func TestPublicRequiresProxyHeader(t *testing.T) {
 	if !strings.Contains(l.logs.String(), "127.0.0.5") {
 		t.Errorf("the refused untrusted source is not logged")
 	}
+	m := scrape(t, l.addr(admin))
+	for _, want := range []string{`labgate_listener_refused_total{class="public",reason="not_allowed"} 1`, `labgate_listener_refused_total{class="public",reason="no_header"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(m, "refused"))
+		}
+	}
 }
 
 func TestClassEnforcement(t *testing.T) {

@@ -94,7 +94,8 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 	}
 	var errs []error
 	if p := cfg.Gateway.Public; p != nil {
-		policy := &listen.Policy{Allow: p.TrustedRelays, RequireProxy: true, HeaderTimeout: lim.ProxyHeaderTimeout, Log: d.log}
+		policy := &listen.Policy{Allow: p.TrustedRelays, RequireProxy: true, HeaderTimeout: lim.ProxyHeaderTimeout, Log: d.log,
+			OnRefuse: d.metrics.refusedBy(config.Public)}
 		for _, a := range p.HTTPS {
 			errs = append(errs, add(a, config.Public, true, false, policy))
 		}
@@ -103,7 +104,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		}
 	}
 	if p := cfg.Gateway.Private; p != nil {
-		policy := &listen.Policy{Allow: p.Allow, Log: d.log}
+		policy := &listen.Policy{Allow: p.Allow, Log: d.log, OnRefuse: d.metrics.refusedBy(config.Private)}
 		for _, a := range p.HTTPS {
 			errs = append(errs, add(a, config.Private, true, false, policy))
 		}

@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/labgate/labgate/internal/config"
 )
 
 // metrics are the daemon's own series: reloads and build information.
@@ -15,6 +17,7 @@ type metrics struct {
 	reloadTime prometheus.Gauge
 	reloads    *prometheus.CounterVec
 	generation prometheus.Gauge
+	refused    *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, version string) *metrics {
@@ -35,6 +38,10 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 			Name: "labgate_config_generation",
 			Help: "Number of config generations applied since start.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labgate_listener_refused_total",
+			Help: "Connections refused before any request, by listener class and reason (not_allowed, no_header, invalid_header, timeout, read_error).",
+		}, []string{"class", "reason"}),
 	}
 	for _, r := range []string{"success", "failure", "unchanged"} {
 		m.reloads.WithLabelValues(r)
@@ -45,11 +52,17 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.reloadOK, m.reloadTime, m.reloads, m.generation, build,
+	reg.MustRegister(m.reloadOK, m.reloadTime, m.reloads, m.generation, m.refused, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// refusedBy returns the refusal counter callback for listeners of a class.
+func (m *metrics) refusedBy(class config.Class) func(reason string) {
+	c := m.refused.MustCurryWith(prometheus.Labels{"class": class.String()})
+	return func(reason string) { c.WithLabelValues(reason).Inc() }
 }
