@@ -156,7 +156,7 @@ func FuzzNormalizeHost(f *testing.F) {
 		if normalizeHost(h) != h && !strings.Contains(h, ":") {
 			t.Fatalf("not idempotent: %q -> %q -> %q", in, h, normalizeHost(h))
 		}
-		if h != strings.ToLower(h) && strings.ToLower(h) == lowerASCII(h) {
+		if strings.ContainsAny(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
 			t.Fatalf("%q -> %q is not lower case", in, h)
 		}
 		if strings.HasSuffix(h, ".") {
@@ -165,7 +165,7 @@ func FuzzNormalizeHost(f *testing.F) {
 		if strings.ContainsAny(h, "[]") && h != "" && strings.HasPrefix(in, "[") {
 			t.Fatalf("%q -> %q keeps brackets", in, h)
 		}
-		if !strings.Contains(strings.ToLower(in), h) {
+		if !strings.Contains(lowerASCII(in), h) {
 			t.Fatalf("%q -> %q is not part of the input", in, h)
 		}
 	})
