@@ -16,7 +16,8 @@
 #
 # Knobs: SERVICES=100 (configured services; the first one, app, gets the load),
 # DURATION=10, SETTLE=2, THREADS/CONNS as in http.sh, LABGATE_GOMAXPROCS,
-# KEEP_TMP=1. Exit status 1 when labgate does not build or start.
+# KEEP_TMP=1, RESULTS=FILE (default bench/results/memory-<date>.md; - for none).
+# VmHWM is kept lazily by the kernel and may lag a sampled VmRSS by a little. Exit status 1 when labgate does not build or start.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -68,7 +69,7 @@ main() {
   start_labgate "$TMP/labgate.yaml" || exit 1
   sleep "$SETTLE"
 
-  local idle http_peak tls_peak
+  local idle http_peak tls_peak table
   idle=$(row "idle, $SERVICES services" "")
   log "load: private HTTP"
   http_peak=$(load "http://$APP_HOST:$LG_PRIV_HTTP/") || exit 1
@@ -77,14 +78,23 @@ main() {
   log "load: private TLS"
   tls_peak=$(load "https://$APP_HOST:$LG_PRIV_HTTPS/") || exit 1
 
+  table=$(
+    echo "## labgate memory, $SERVICES services, LABGATE_GOMAXPROCS=${LABGATE_GOMAXPROCS:-unset}, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "| when | VmRSS MiB | VmHWM MiB | peak VmRSS during load MiB |"
+    echo "|---|---:|---:|---:|"
+    echo "$idle"
+    echo "$after_http"
+    row "after ${DURATION}s private TLS (wrk -c${CONNS:-64})" "$tls_peak"
+  )
   echo
-  echo "labgate memory, $SERVICES services, LABGATE_GOMAXPROCS=${LABGATE_GOMAXPROCS:-unset}, $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo
-  echo "| when | VmRSS MiB | VmHWM MiB | peak VmRSS during load MiB |"
-  echo "|---|---:|---:|---:|"
-  echo "$idle"
-  echo "$after_http"
-  row "after ${DURATION}s private TLS (wrk -c${CONNS:-64})" "$tls_peak"
+  echo "$table"
+  local out=${RESULTS:-$BENCH_DIR/results/memory-$(date -u +%Y-%m-%d-%H%M).md}
+  if [[ $out != - ]]; then
+    mkdir -p "$(dirname "$out")"
+    echo "$table" >"$out"
+    log "written to $out"
+  fi
 }
 
 main "$@"
