@@ -96,15 +96,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
-	d.log.Info("labgate serving", "config", cfg.Path, "generation", d.gens, "services", len(cfg.Services))
-	if d.opts.Ready != nil {
-		d.opts.Ready(d)
-	}
-
+	// Follow the file and SIGHUP before saying we are ready, so no change is missed.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	changed := d.watch(ctx)
+	d.log.Info("labgate serving", "config", cfg.Path, "generation", d.gens, "services", len(cfg.Services))
+	if d.opts.Ready != nil {
+		d.opts.Ready(d)
+	}
 
 	for {
 		select {
