@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -555,5 +556,41 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		if got := tg.metric(t, prefix+"}"); got != m {
 			t.Errorf("metric %q, want %q", got, m)
 		}
+	}
+}
+
+func TestHTTPSBackend(t *testing.T) {
+	be := httptest.NewTLSServer(echoBackend("tls"))
+	t.Cleanup(be.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: be.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tls    config.BackendTLS
+		status int
+	}{
+		{"ca file", config.BackendTLS{CAFile: caFile}, 200},
+		{"ca file and server name", config.BackendTLS{CAFile: caFile, ServerName: "example.com"}, 200},
+		{"wrong server name", config.BackendTLS{CAFile: caFile, ServerName: "other.example.org"}, 502},
+		{"unknown CA", config.BackendTLS{}, 502},
+		{"insecure", config.BackendTLS{InsecureSkipVerify: true}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := newTestGateway(t, config.Limits{}, &config.Service{Name: "s", Hosts: []string{"s.example.com"}, BackendTLS: tt.tls, Backends: []*url.URL{mustURL(t, be.URL)}})
+			srv := serveHandler(t, tg.Handler(config.Private))
+			r := do(t, newClient(t), "GET", srv.URL+"/", "s.example.com", nil, nil)
+			if r.Status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tt.status, r.Body)
+			}
+			if tt.status == 200 && backendOf(t, r) != "tls" {
+				t.Fatalf("body %s", r.Body)
+			}
+			if tt.status != 200 && !strings.Contains(tg.log.String(), "certificate") {
+				t.Errorf("the log does not say why:\n%s", tg.log)
+			}
+		})
 	}
 }
