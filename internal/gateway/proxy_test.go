@@ -373,7 +373,11 @@ func TestErrorPages(t *testing.T) {
 	tg := newTestGateway(t, config.Limits{BackendHeaderTimeout: 200 * time.Millisecond},
 		&config.Service{Name: "dead", Hosts: []string{"dead.example.com"}, Backends: []*url.URL{mustURL(t, "http://"+dead)}},
 		&config.Service{Name: "slow", Hosts: []string{"slow.example.com"}, Backends: []*url.URL{mustURL(t, slow.URL)}},
+		&config.Service{Name: "checked", Hosts: []string{"checked.example.com"}, Backends: []*url.URL{mustURL(t, "http://"+dead)},
+			Health: &config.Health{Path: "/", Interval: time.Hour, Timeout: time.Second}},
 	)
+	runGateway(t, tg.Gateway) // the first active check runs at once and finds "checked" down
+	waitFor(t, "the active check", func() bool { return strings.Contains(tg.log.String(), "service=checked") })
 	srv := serveHandler(t, tg.Handler(config.Private))
 	tlsSrv := httptest.NewUnstartedServer(tg.Handler(config.Private))
 	tlsSrv.StartTLS()
@@ -389,7 +393,8 @@ func TestErrorPages(t *testing.T) {
 		ctype  string
 	}{
 		{"502 refused", srv, "dead.example.com", nil, 502, "text/plain; charset=utf-8"},
-		{"503 marked down", srv, "dead.example.com", html, 503, "text/html; charset=utf-8"},
+		{"502 again: a lone backend marked down by a request is still tried", srv, "dead.example.com", html, 502, "text/html; charset=utf-8"},
+		{"503 down by its health check", srv, "checked.example.com", html, 503, "text/html; charset=utf-8"},
 		{"504 timeout", srv, "slow.example.com", nil, 504, "text/plain; charset=utf-8"},
 		{"504 timeout does not mark down", srv, "slow.example.com", html, 504, "text/html; charset=utf-8"},
 		{"404 unknown host", srv, "nope.example.com", html, 404, "text/html; charset=utf-8"},

@@ -94,23 +94,32 @@ func (s *service) serve(rw *responseWriter, r *http.Request) {
 }
 
 // pick returns the next healthy backend in round-robin order, other than
-// not; nil when there is none.
+// not. When failed requests alone took every backend out (no active check
+// says down), it tries them anyway: a lone backend that restarted must not
+// cost a cooldown of 503s. nil when every backend is down by its check.
 func (s *service) pick(not *backend) *backend {
 	n := uint32(len(s.backends))
 	if n == 1 {
-		if b := s.backends[0]; b != not && b.healthy() {
+		if b := s.backends[0]; b != not && !b.checkDown.Load() {
 			return b
 		}
 		return nil
 	}
 	start := s.next.Add(1)
+	var fallback *backend
 	for i := range n {
 		b := s.backends[(start+i)%n]
-		if b != not && b.healthy() {
+		if b == not {
+			continue
+		}
+		if b.healthy() {
 			return b
 		}
+		if fallback == nil && !b.checkDown.Load() {
+			fallback = b
+		}
 	}
-	return nil
+	return fallback
 }
 
 // noListing serves files and index.html, never a directory listing. Its
