@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,7 +124,9 @@ services:
   - { name: vault, host: vault, backend: "%[2]s" }
 `
 
-func startLab(t *testing.T) *lab {
+func startLab(t *testing.T) *lab { return startLabWatching(t, true) }
+
+func startLabWatching(t *testing.T, follow bool) *lab {
 	t.Helper()
 	l := &lab{t: t, dir: t.TempDir(), logs: &syncBuffer{}, backend: map[string]*httptest.Server{}}
 	l.backend["www"] = newBackend(t, "www")
@@ -132,9 +135,13 @@ func startLab(t *testing.T) *lab {
 	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL))
 
 	ready := make(chan struct{})
+	watch := l.file
+	if !follow {
+		watch = ""
+	}
 	l.d = New(Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
-		Watch:  l.file,
+		Watch:  watch,
 		Stderr: l.logs,
 		Ready:  func(*Daemon) { close(ready) },
 	})
@@ -539,4 +546,21 @@ func grep(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	l := startLabWatching(t, false)
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) +
+		fmt.Sprintf("  - { name: wiki, host: wiki, backend: %q }\n", l.backend["vault"].URL))
+	time.Sleep(300 * time.Millisecond) // not followed: nothing happens
+	if l.d.generation() != 1 {
+		t.Fatalf("reloaded without a signal")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload on SIGHUP", func() bool { return l.d.generation() == 2 })
+	if code, s, _ := get(t, l.client(l.addr(privHTTPS), "", ""), "https://wiki.lab.test/"); code != 200 || s.Service != "vault" {
+		t.Errorf("after SIGHUP: %d %q", code, s.Service)
+	}
 }
