@@ -158,6 +158,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := daemon.Check(cfg); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
 	var pub, priv []string
 	for _, s := range cfg.Services {
 		if s.Expose == config.Public {

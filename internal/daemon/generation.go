@@ -40,9 +40,31 @@ type server struct {
 	tls    bool
 }
 
-func (d *Daemon) build(cfg *config.Config) (*generation, error) {
+// Check builds what serve would build from cfg, without binding, starting
+// or writing anything: the dry run behind `labgate check`.
+func Check(cfg *config.Config) error {
+	if err := supported(cfg); err != nil {
+		return err
+	}
+	gw, err := gateway.New(cfg, gateway.Options{HTTPSPort: httpsPorts(cfg)})
+	if err != nil {
+		return err
+	}
+	gw.Close()
+	return nil
+}
+
+// supported refuses what this version of serve cannot do yet.
+func supported(cfg *config.Config) error {
 	if cfg.TLS.ACME != nil {
-		return nil, errors.New("tls.acme: ACME certificates are not available in this version yet; remove tls.acme to use labgate's internal CA")
+		return errors.New("tls.acme: ACME certificates are not available in this version yet; remove tls.acme to use labgate's internal CA")
+	}
+	return nil
+}
+
+func (d *Daemon) build(cfg *config.Config) (*generation, error) {
+	if err := supported(cfg); err != nil {
+		return nil, err
 	}
 	var source certs.Source
 	if needsTLS(cfg) {
