@@ -100,6 +100,12 @@ type Relay struct {
 	PublicIPs []netip.Addr
 	Listen    netip.Addr
 	Gateway   netip.Addr
+	Admin     string // host:port; "" disables it
+
+	ConnectTimeout    time.Duration
+	IdleTimeout       time.Duration
+	MaxConnsPerSource int
+	UDPFlowTimeout    time.Duration
 }
 
 // Gateway is everything `labgate serve` listens on.

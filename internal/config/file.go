@@ -105,6 +105,16 @@ type fileRelay struct {
 	Listen string `yaml:"listen" default:"0.0.0.0"`
 	// Gateway is the gateway's VPN address, where the relay forwards to.
 	Gateway string `yaml:"gateway" required:"" example:"100.101.102.103"`
+	// Admin is the relay's own /metrics and /healthz address on the VPS. Keep it on loopback or the VPN.
+	Admin string `yaml:"admin" default:"127.0.0.1:9181"`
+	// ConnectTimeout bounds connecting to the gateway over the VPN.
+	ConnectTimeout duration `yaml:"connect_timeout" default:"5s"`
+	// IdleTimeout closes a forwarded TCP connection after this long without a byte either way.
+	IdleTimeout duration `yaml:"idle_timeout" default:"1h"`
+	// MaxConnsPerSource bounds the concurrent connections one client address may hold open.
+	MaxConnsPerSource int `yaml:"max_conns_per_source" default:"256"`
+	// UDPFlowTimeout forgets a UDP client after this long without a datagram.
+	UDPFlowTimeout duration `yaml:"udp_flow_timeout" default:"60s"`
 }
 
 type fileGateway struct {

@@ -279,6 +279,24 @@ func (b *builder) relay(f *fileRelay, domain string) *Relay {
 	}
 	r.Listen = b.addr("relay.listen", f.Listen)
 	r.Gateway = b.addr("relay.gateway", f.Gateway)
+	if f.Admin != "" && f.Admin != "off" {
+		r.Admin = b.hostPort("relay.admin", f.Admin)
+	}
+	r.ConnectTimeout = time.Duration(f.ConnectTimeout)
+	r.IdleTimeout = time.Duration(f.IdleTimeout)
+	r.UDPFlowTimeout = time.Duration(f.UDPFlowTimeout)
+	r.MaxConnsPerSource = f.MaxConnsPerSource
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{{"relay.connect_timeout", r.ConnectTimeout}, {"relay.idle_timeout", r.IdleTimeout}, {"relay.udp_flow_timeout", r.UDPFlowTimeout}} {
+		if d.v <= 0 {
+			b.fail(d.path, "must be more than 0")
+		}
+	}
+	if r.MaxConnsPerSource < 1 {
+		b.fail("relay.max_conns_per_source", "at least 1")
+	}
 	return r
 }
 

@@ -84,11 +84,13 @@ func TestParseDesignExample(t *testing.T) {
 			Serve:     &DNSServe{Listen: []string{"100.101.102.103:53"}},
 		},
 		Relay: &Relay{
-			Name:      "relay",
-			FQDN:      "relay.example.org",
-			PublicIPs: []netip.Addr{netip.MustParseAddr("203.0.113.7")},
-			Listen:    netip.MustParseAddr("0.0.0.0"),
-			Gateway:   netip.MustParseAddr("100.101.102.103"),
+			Name:           "relay",
+			FQDN:           "relay.example.org",
+			PublicIPs:      []netip.Addr{netip.MustParseAddr("203.0.113.7")},
+			Listen:         netip.MustParseAddr("0.0.0.0"),
+			Gateway:        netip.MustParseAddr("100.101.102.103"),
+			Admin:          "127.0.0.1:9181",
+			ConnectTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxConnsPerSource: 256, UDPFlowTimeout: time.Minute,
 		},
 		Gateway: Gateway{
 			Public: &PublicListeners{
