@@ -18,13 +18,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/labgate/labgate/internal/certs"
@@ -100,7 +98,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	changed := d.watch(ctx)
+	changed := (&watcher{path: d.opts.Watch, log: d.log}).watch(ctx)
 	d.log.Info("labgate serving", "config", cfg.Path, "generation", d.gens, "services", len(cfg.Services))
 	if d.opts.Ready != nil {
 		d.opts.Ready(d)
@@ -270,55 +268,6 @@ func parseLevel(s string) slog.Level {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(s)) // validated by config
 	return l
-}
-
-// watch returns a channel that receives after the config file changed. It
-// follows the directory, so editors that replace the file are seen too.
-func (d *Daemon) watch(ctx context.Context) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	if d.opts.Watch == "" {
-		return out
-	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.log.Warn("not following the config file; reload with SIGHUP", "error", err)
-		return out
-	}
-	abs, _ := filepath.Abs(d.opts.Watch)
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		d.log.Warn("not following the config file; reload with SIGHUP", "error", err)
-		w.Close()
-		return out
-	}
-	go func() {
-		defer w.Close()
-		var debounce <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
-					debounce = time.After(200 * time.Millisecond)
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				d.log.Warn("watching the config file", "error", err)
-			case <-debounce:
-				debounce = nil
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
 }
 
 // generation returns how many generations have been applied.
