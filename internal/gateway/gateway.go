@@ -27,6 +27,10 @@ type Options struct {
 	// PassiveCooldown is how long a backend stays down after a failed
 	// connection when no active check brings it back sooner; 0: 10s.
 	PassiveCooldown time.Duration
+
+	// reverseProxyOnly turns the lean HTTP/1.1 upstream path off: every
+	// request goes through httputil.ReverseProxy (tests of both paths).
+	reverseProxyOnly bool
 }
 
 // defaultCooldown is how long a backend that refused a connection is left alone.
@@ -109,6 +113,9 @@ func (g *Gateway) Close() {
 		for _, s := range g.services {
 			for _, b := range s.backends {
 				b.transport.CloseIdleConnections()
+				if b.h1 != nil {
+					b.h1.close()
+				}
 			}
 		}
 		for _, r := range g.roots {

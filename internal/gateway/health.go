@@ -66,6 +66,9 @@ func (b *backend) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if b.h1 != nil {
+			b.h1.reap(time.Now())
+		}
 		if h != nil {
 			b.check(ctx, h.Path, h.Timeout, h.Status)
 		} else if b.healthy() {

@@ -89,7 +89,7 @@ func (s *service) serve(rw *responseWriter, r *http.Request) {
 			return
 		}
 		rw.backend = b
-		b.proxy.ServeHTTP(rw, r)
+		b.serve(rw, r)
 	}
 }
 
@@ -154,14 +154,16 @@ func (n noListing) Open(name string) (fs.File, error) {
 
 // backend is one upstream of a service, with its own connection pool.
 type backend struct {
-	svc       *service
-	url       *url.URL
-	name      string // for logs and metrics: scheme://host:port
-	transport *http.Transport
-	proxy     *httputil.ReverseProxy
-	log       *slog.Logger
-	m         backendMetrics
-	cooldown  time.Duration
+	svc           *service
+	url           *url.URL
+	name          string // for logs and metrics: scheme://host:port
+	transport     *http.Transport
+	proxy         *httputil.ReverseProxy
+	h1            *h1Pool // the lean path (http:// backends); nil: ReverseProxy only
+	headerTimeout time.Duration
+	log           *slog.Logger
+	m             backendMetrics
+	cooldown      time.Duration
 
 	up        atomic.Bool  // what was last reported: logs and labgate_backend_up
 	downUntil atomic.Int64 // unix nanoseconds; passive failure until then
@@ -192,6 +194,10 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 		connect = 10 * time.Second
 	}
 	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	b.headerTimeout = lim.BackendHeaderTimeout
+	if u.Scheme == "http" && !opts.reverseProxyOnly {
+		b.h1 = newH1Pool(u.Host, dialer)
+	}
 	b.transport = &http.Transport{
 		Proxy:                 nil, // never an environment proxy
 		DialContext:           dialer.DialContext,
@@ -225,6 +231,16 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 	return b
 }
 
+// serve proxies r to b: over the lean HTTP/1.1 path when it applies, else
+// through ReverseProxy.
+func (b *backend) serve(rw *responseWriter, r *http.Request) {
+	if b.useLean(r) {
+		b.serveLean(rw, r)
+		return
+	}
+	b.proxy.ServeHTTP(rw, r)
+}
+
 // rewrite is the proxy's Rewrite: ReverseProxy has removed hop-by-hop
 // headers and the client's Forwarded and X-Forwarded-* headers already.
 // The Host header stays what the client asked for.
@@ -246,19 +262,25 @@ func setForwarded(h http.Header, in *http.Request) {
 	for _, k := range spoofable {
 		delete(h, k)
 	}
-	ip := clientIP(in.RemoteAddr)
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
+	ip, proto, host := forwardedFields(in)
 	vals := make([]string, 5) // one allocation for every value
-	vals[0], vals[1], vals[2], vals[3] = ip, ip, proto, in.Host
-	vals[4] = forwardedValue(ip, proto, in.Host)
+	vals[0], vals[1], vals[2], vals[3] = ip, ip, proto, host
+	vals[4] = forwardedValue(ip, proto, host)
 	h["X-Forwarded-For"] = vals[0:1:1]
 	h["X-Real-Ip"] = vals[1:2:2]
 	h["X-Forwarded-Proto"] = vals[2:3:3]
 	h["X-Forwarded-Host"] = vals[3:4:4]
 	h["Forwarded"] = vals[4:5:5]
+}
+
+// forwardedFields are the client address, protocol and host the forwarding
+// headers of a request to a backend carry.
+func forwardedFields(in *http.Request) (ip, proto, host string) {
+	proto = "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	return clientIP(in.RemoteAddr), proto, in.Host
 }
 
 // forwardedValue is an RFC 7239 Forwarded element: IPv6 addresses are
@@ -329,7 +351,7 @@ func (b *backend) proxyError(w http.ResponseWriter, out *http.Request, err error
 		if nb := b.svc.pick(b); nb != nil {
 			b.log.Debug("retrying on another backend", "error", err, "retry", nb.name)
 			rw.retried, rw.backend = true, nb
-			nb.proxy.ServeHTTP(rw, in)
+			nb.serve(rw, in)
 			return
 		}
 	}
