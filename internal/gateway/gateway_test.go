@@ -98,10 +98,11 @@ func newTestGateway(t testing.TB, lim config.Limits, services ...*config.Service
 	}
 	cfg := &config.Config{Services: services, Gateway: config.Gateway{Limits: lim}}
 	g, err := New(cfg, Options{
-		Log:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:         NewMetrics(reg),
-		HTTPSPort:       map[config.Class]int{config.Public: 443, config.Private: 9443},
-		PassiveCooldown: time.Minute,
+		Log:              slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics:          NewMetrics(reg),
+		HTTPSPort:        map[config.Class]int{config.Public: 443, config.Private: 9443},
+		PassiveCooldown:  time.Minute,
+		reverseProxyOnly: testReverseProxy,
 	})
 	if err != nil {
 		t.Fatal(err)

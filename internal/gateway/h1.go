@@ -370,9 +370,9 @@ func (b *backend) writeHead(bw *bufio.Writer, r *http.Request, body bool) {
 			p = "/"
 		}
 		bw.WriteString(p)
-		if u.ForceQuery || u.RawQuery != "" {
+		if q := cleanQuery(u.RawQuery); q != "" || u.ForceQuery {
 			bw.WriteByte('?')
-			bw.WriteString(cleanQuery(u.RawQuery))
+			bw.WriteString(q)
 		}
 	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")

@@ -24,14 +24,14 @@ type perfSetup struct {
 	client          *http.Client
 }
 
-func newPerfSetup(tb testing.TB, access bool) *perfSetup {
+func newPerfSetup(tb testing.TB, access, reverseProxy bool) *perfSetup {
 	body := strings.Repeat("x", 1024)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, body)
 	}))
 	tb.Cleanup(be.Close)
-	opts := Options{Metrics: NewMetrics(prometheus.NewRegistry())}
+	opts := Options{Metrics: NewMetrics(prometheus.NewRegistry()), reverseProxyOnly: reverseProxy}
 	if access {
 		opts.Access = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -93,11 +93,12 @@ func TestProxyAllocations(t *testing.T) {
 	const n = 2000
 	const budget = 10 << 10
 	for _, tt := range []struct {
-		name   string
-		access bool
-	}{{"no access log", false}, {"access log", true}} {
+		name         string
+		access       bool
+		reverseProxy bool
+	}{{"no access log", false, false}, {"access log", true, false}, {"reverse proxy path", false, true}} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPerfSetup(t, tt.access)
+			p := newPerfSetup(t, tt.access, tt.reverseProxy)
 			for range 200 { // warm pools and connections
 				p.get(t, p.direct)
 				p.get(t, p.proxied)
@@ -125,11 +126,12 @@ func TestProxyAllocations(t *testing.T) {
 // proxied cost minus the direct cost, measured in the same run.
 func BenchmarkProxy(b *testing.B) {
 	for _, tt := range []struct {
-		name   string
-		access bool
-	}{{"plain", false}, {"access-log", true}} {
+		name         string
+		access       bool
+		reverseProxy bool
+	}{{"plain", false, false}, {"access-log", true, false}, {"reverseproxy", false, true}, {"reverseproxy-access-log", true, true}} {
 		b.Run(tt.name, func(b *testing.B) {
-			p := newPerfSetup(b, tt.access)
+			p := newPerfSetup(b, tt.access, tt.reverseProxy)
 			for range 200 {
 				p.get(b, p.direct)
 				p.get(b, p.proxied)
