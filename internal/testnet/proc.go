@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ type Proc struct {
 	grace      time.Duration // between SIGTERM and SIGKILL
 
 	stopOnce sync.Once
+	stopped  atomic.Bool // Stop has been called
 	stopErr  error
 }
 
@@ -89,6 +91,7 @@ func (p *Proc) Wait() error {
 // 0 or because of the SIGTERM, and an error when it had already failed, failed
 // on its way out, or had to be killed. Calling Stop again returns the same.
 func (p *Proc) Stop() error {
+	p.stopped.Store(true)
 	p.stopOnce.Do(func() { p.stopErr = p.stop() })
 	return p.stopErr
 }

@@ -20,8 +20,9 @@
 // namespaces. Namespaces left behind by a test binary that died (they are
 // named lgtest-PID-N[-host]) are removed by the next New in any package.
 //
-// Methods without an error result report problems with t.Fatal and so, like
-// t.Fatal, must be called from the test's goroutine.
+// A Net belongs to the test given to New. Its methods without an error result
+// report problems with that test's t.Fatal and so, like t.Fatal, must be
+// called from that test's goroutine; parallel subtests make a Net each.
 //
 // # Go code inside a host
 //
@@ -445,8 +446,11 @@ func (n *Net) clean() {
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Go(func() {
+			if p.stopped.Load() {
+				return // the test stopped it and had the error
+			}
 			if err := p.Stop(); err != nil {
-				n.t.Logf("testnet: %v", err)
+				n.t.Logf("testnet: at cleanup: %v", err)
 			}
 		})
 	}

@@ -375,14 +375,16 @@ func TestRemoveStale(t *testing.T) {
 	}
 	// A PID that has just exited, most likely not reused soon.
 	exited := exec.Command(helperCmd(t), "helper", "exit")
+	exited.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0") // -race waits 1s at exit
 	if err := exited.Run(); err != nil {
 		t.Fatal(err)
 	}
 	dead := prefix + strconv.Itoa(exited.Process.Pid) + "-1"
 	// PID 1 started before any namespace made now: its owner still runs.
-	live := prefix + "1-999999"
-	mine := prefix + strconv.Itoa(os.Getpid()) + "-999999"
-	other := "labgate-not-ours"
+	us := strconv.Itoa(os.Getpid())
+	live := prefix + "1-" + us
+	mine := prefix + us + "-stale-test"
+	other := "labgate-not-ours-" + us
 	names := []string{dead, dead + "-client", live, mine, other}
 	for _, ns := range names {
 		if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
