@@ -94,7 +94,7 @@ type Net struct {
 	t      testing.TB
 	ip     string // path of the ip(8) binary
 	bridge string // name of the bridge's namespace; hosts' are bridge+"-"+host
-	hosts  map[string]*host
+	hosts  map[string]*node
 	order  []string // host names in the order given to New
 
 	mu        sync.Mutex
@@ -103,7 +103,7 @@ type Net struct {
 	cleanOnce sync.Once
 }
 
-type host struct {
+type node struct {
 	name string
 	ns   string     // namespace name, under /run/netns
 	port string     // the host's port on the bridge, in the bridge's namespace
@@ -148,10 +148,10 @@ func New(t testing.TB, hosts ...string) *Net {
 		t:      t,
 		ip:     ip,
 		bridge: prefix + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(seq.Add(1), 10),
-		hosts:  make(map[string]*host, len(hosts)),
+		hosts:  make(map[string]*node, len(hosts)),
 	}
 	for i, name := range hosts {
-		n.hosts[name] = &host{
+		n.hosts[name] = &node{
 			name: name,
 			ns:   n.bridge + "-" + name,
 			port: "p" + strconv.Itoa(i),
@@ -185,7 +185,7 @@ func New(t testing.TB, hosts ...string) *Net {
 		t.Fatalf("testnet.New: making the bridge: %v", err)
 	}
 
-	err = n.eachHost(func(h *host) error {
+	err = n.eachHost(func(h *node) error {
 		return n.batch(h.ns, fmt.Sprintf("link set lo up\naddr add %s dev %s\nlink set %s up\n",
 			netip.PrefixFrom(h.addr, subnet.Bits()), ifname, ifname))
 	})
@@ -243,22 +243,22 @@ func (n *Net) Cut(host string) {
 // It also empties every host's ARP cache, so that an address that failed to
 // resolve during the cut is asked for again at once rather than after the
 // kernel's 1s retry; connections that were stalled recover at TCP's own pace.
-func (n *Net) Restore(name string) {
+func (n *Net) Restore(host string) {
 	n.t.Helper()
-	if err := n.batch(n.bridge, "link set "+n.host(name).port+" up\n"); err != nil {
-		n.t.Fatalf("testnet: restoring %s: %v", name, err)
+	if err := n.batch(n.bridge, "link set "+n.host(host).port+" up\n"); err != nil {
+		n.t.Fatalf("testnet: restoring %s: %v", host, err)
 	}
-	if err := n.waitLinks(name); err != nil {
-		n.t.Fatalf("testnet: restoring %s: %v", name, err)
+	if err := n.waitLinks(host); err != nil {
+		n.t.Fatalf("testnet: restoring %s: %v", host, err)
 	}
-	flush := func(h *host) error { return n.batch(h.ns, "neigh flush dev "+ifname+"\n") }
+	flush := func(h *node) error { return n.batch(h.ns, "neigh flush dev "+ifname+"\n") }
 	if err := n.eachHost(flush); err != nil {
-		n.t.Fatalf("testnet: restoring %s: %v", name, err)
+		n.t.Fatalf("testnet: restoring %s: %v", host, err)
 	}
 }
 
 // eachHost runs f for every host at once.
-func (n *Net) eachHost(f func(*host) error) error {
+func (n *Net) eachHost(f func(*node) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(n.order))
 	for i, h := range n.hostList() {
@@ -374,7 +374,7 @@ func (n *Net) WaitTCP(host, addr string) {
 
 // host returns the named host. A wrong name is a bug in the test, reported
 // with a panic so that it is seen from any goroutine.
-func (n *Net) host(name string) *host {
+func (n *Net) host(name string) *node {
 	h, ok := n.hosts[name]
 	if !ok {
 		panic(fmt.Sprintf("testnet: no host %q (hosts: %s)", name, strings.Join(n.order, ", ")))
@@ -382,8 +382,8 @@ func (n *Net) host(name string) *host {
 	return h
 }
 
-func (n *Net) hostList() []*host {
-	hs := make([]*host, len(n.order))
+func (n *Net) hostList() []*node {
+	hs := make([]*node, len(n.order))
 	for i, name := range n.order {
 		hs[i] = n.hosts[name]
 	}
