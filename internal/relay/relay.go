@@ -160,7 +160,17 @@ const (
 	stateDone
 )
 
-type listenerKey struct{ proto, addr string }
+// listenerKey identifies a listener across reloads: Proto and Listen, and
+// for port 0 (tests) also the route name, since every ":0" is its own port.
+type listenerKey struct{ proto, addr, name string }
+
+func keyOf(rt Route) listenerKey {
+	k := listenerKey{proto: rt.Proto, addr: rt.Listen}
+	if _, port, _ := net.SplitHostPort(rt.Listen); port == "0" {
+		k.name = rt.Name
+	}
+	return k
+}
 
 // New validates opts and returns a Relay that has bound nothing yet.
 func New(opts Options) (*Relay, error) {
@@ -245,7 +255,7 @@ func (r *Relay) build(opts Options) (*config, error) {
 		if err := checkHostPort(rt.Target, false); err != nil {
 			bad("%s: target %q: %v", at, rt.Target, err)
 		}
-		k := listenerKey{rt.Proto, rt.Listen}
+		k := keyOf(rt)
 		if other, dup := listens[k]; dup {
 			bad("%s: %s %s is also the listen address of route %q", at, rt.Proto, rt.Listen, other)
 		}
@@ -387,7 +397,7 @@ func (r *Relay) apply(cfg *config) error {
 	newUDP := make(map[listenerKey]*udpListener)
 	var err error
 	for _, rc := range cfg.routes {
-		k := listenerKey{rc.Proto, rc.Listen}
+		k := keyOf(rc.Route)
 		switch rc.Proto {
 		case "tcp":
 			if r.tcp[k] == nil {
@@ -421,7 +431,7 @@ func (r *Relay) apply(cfg *config) error {
 	keepTCP := make(map[listenerKey]bool)
 	keepUDP := make(map[listenerKey]bool)
 	for _, rc := range cfg.routes {
-		k := listenerKey{rc.Proto, rc.Listen}
+		k := keyOf(rc.Route)
 		if rc.Proto == "tcp" {
 			keepTCP[k] = true
 			if l := r.tcp[k]; l != nil {
