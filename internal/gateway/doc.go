@@ -9,6 +9,12 @@
 // absolute-form URI or HTTP/2 :authority reaches a private one. Routing uses
 // one normalized host (see normalizeHost) and nothing else.
 //
+// Requests to http:// backends take the lean HTTP/1.1 upstream path (h1.go):
+// the upstream exchange runs in the handler's goroutine on a pooled
+// connection, without http.Transport's read and write loop goroutines.
+// Upgrades (websockets), CONNECT, https:// backends and health checks go
+// through httputil.ReverseProxy and the backend's http.Transport.
+//
 // Connections arrive with RemoteAddr already set to the real client (from a
 // PROXY header on public listeners, from the socket on private ones); the
 // gateway replaces whatever forwarding headers the client sent with that

@@ -627,8 +627,11 @@ func (b *backend) forward(rw *responseWriter, r *http.Request, pc *h1Conn, res *
 			b.log.Debug("response body copy failed", "error", err)
 		}
 		// As ReverseProxy: a response cut off mid-body must not look
-		// complete to the client.
-		panic(http.ErrAbortHandler)
+		// complete to the client. Only an http.Server recovers the panic.
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
 	}
 	if eof && ok && !res.Close && pc.br.Buffered() == 0 && !pc.aborted.Load() {
 		b.h1.put(pc)
