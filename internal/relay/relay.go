@@ -130,8 +130,9 @@ type config struct {
 // routeConf is a route as its listener serves it; a reload swaps it.
 type routeConf struct {
 	Route
-	cfg *config
-	m   *routeMetrics
+	cfg    *config
+	m      *routeMetrics
+	target netip.AddrPort // Target when it is an IP literal: dialed without parsing or resolving
 }
 
 // Relay forwards the routes of its Options. Create it with New, serve with
@@ -260,7 +261,11 @@ func (r *Relay) build(opts Options) (*config, error) {
 			bad("%s: %s %s is also the listen address of route %q", at, rt.Proto, rt.Listen, other)
 		}
 		listens[k] = rt.Name
-		cfg.routes = append(cfg.routes, &routeConf{Route: rt, cfg: cfg, m: r.metrics.route(rt.Name)})
+		rc := &routeConf{Route: rt, cfg: cfg, m: r.metrics.route(rt.Name)}
+		if ap, err := netip.ParseAddrPort(rt.Target); err == nil {
+			rc.target = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		cfg.routes = append(cfg.routes, rc)
 	}
 	for _, t := range opts.ProbeTargets {
 		if err := checkHostPort(t, false); err != nil {

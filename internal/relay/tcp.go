@@ -127,7 +127,7 @@ func (r *Relay) handleTCP(tc *tcpConn, src netip.AddrPort) {
 		out = h.AppendV2(small[:0])
 	}
 
-	gw, err := rc.cfg.dial(rc.Target)
+	gw, err := rc.dial()
 	if err != nil {
 		c.Close()
 		reason := dialReason(err)
@@ -233,8 +233,11 @@ func dialReason(err error) string {
 	return ReasonConnect
 }
 
-func (cfg *config) dial(target string) (*net.TCPConn, error) {
-	c, err := cfg.dialer.Dial("tcp", target)
+func (rc *routeConf) dial() (*net.TCPConn, error) {
+	if rc.target.IsValid() {
+		return rc.cfg.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, rc.target)
+	}
+	c, err := rc.cfg.dialer.Dial("tcp", rc.Target)
 	if err != nil {
 		return nil, err
 	}
