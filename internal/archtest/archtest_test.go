@@ -21,14 +21,17 @@ const module = "github.com/labgate/labgate/"
 // import. A package missing here may import only config.
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
-	"internal/cli":        {"internal/config", "internal/daemon", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/listen"},
+	"internal/cli":        {"internal/config", "internal/daemon", "internal/relay", "examples"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/relay"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
+	"internal/relay":      {"internal/proxyproto"},
 	"internal/gateway":    {"internal/config"},
+	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
 	"internal/proxyproto": {},
 	"internal/testpeer":   {},
+	"internal/testnet":    {},
 }
 
 func TestImportRules(t *testing.T) {

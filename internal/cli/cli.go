@@ -32,6 +32,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "serve [-c FILE]", "run the gateway (without -c: the embedded quickstart)", serve},
+		{"relay", "relay -c FILE", "run the relay on the VPS (or: relay -gateway IP -forward tcp:443=10443 …)", relayCmd},
 		{"check", "check -c FILE", "validate a config file and report every problem", check},
 		{"schema", "schema", "print the JSON Schema of the config file (for editors)", schema},
 		{"docs", "docs config", "print the config reference (docs/config.md)", docs},
@@ -129,11 +130,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "labgate: no -c FILE given, running the embedded quickstart (examples/quickstart.yaml); state goes to ./labgate-state")
 	}
 	d := daemon.New(daemon.Options{Load: loader(*path), Watch: *path, Stderr: stderr, Version: buildVersion()})
-	err := d.Run(ctx)
+	return reportConfigError("serve", d.Run(ctx), stderr)
+}
+
+// reportConfigError prints every problem of a refused config on stderr.
+func reportConfigError(cmd string, err error, stderr io.Writer) error {
 	var errs config.Errors
 	if errors.As(err, &errs) {
 		fmt.Fprintln(stderr, errs.Error())
-		fmt.Fprintf(stderr, "labgate serve: %d problem(s) in the config, nothing started\n", len(errs))
+		fmt.Fprintf(stderr, "labgate %s: %d problem(s) in the config, nothing started\n", cmd, len(errs))
 		return silentError{}
 	}
 	return err
