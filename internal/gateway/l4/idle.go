@@ -18,22 +18,25 @@ func watchIdle(idle time.Duration, a, b net.Conn, onIdle func()) (stop func()) {
 	)
 	check := func() {
 		mu.Lock()
-		defer mu.Unlock()
 		if stopped {
+			mu.Unlock()
 			return
 		}
 		da, okA := sinceData(a)
 		db, okB := sinceData(b)
 		if !okA || !okB {
+			mu.Unlock()
 			return // unknown: no idle timeout for this connection
 		}
 		if d := min(da, db); d < idle {
 			// Not idle yet: look again when it could be, at the earliest.
 			t.Reset(max(idle-d, idle/64, 5*time.Millisecond))
+			mu.Unlock()
 			return
 		}
 		stopped = true
-		go onIdle()
+		mu.Unlock()
+		onIdle()
 	}
 	mu.Lock()
 	t = time.AfterFunc(idle, check)

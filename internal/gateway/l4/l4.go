@@ -230,16 +230,25 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 	}
 	if rt == nil {
 		c.Close()
-		r.metrics.count("", l.Port, ResultNoRoute)
 		r.log.Info("l4 connection refused: no service on this port for the listener",
 			"class", l.Class.String(), "listener", l.Addr, "port", l.Port, "peer", socketPeer(c))
+		r.metrics.count("", l.Port, ResultNoRoute)
+		return
+	}
+	pc, _ := c.(*proxyproto.Conn)
+	if l.Class == config.Public && pc == nil {
+		// A wiring mistake: the socket's peer would pass for the client.
+		c.Close()
+		r.log.Error("l4 connection refused: a public listener must require a PROXY header (listen.Policy.RequireProxy)",
+			"service", rt.service, "listener", l.Addr, "port", l.Port, "peer", socketPeer(c))
+		rt.m.count(ResultClientError)
 		return
 	}
 	f := &flow{client: c}
 	if !r.track(f) {
 		c.Close()
-		rt.m.count(ResultRefused)
 		r.log.Debug("l4 connection refused: the router is closed", "service", rt.service, "port", rt.port, "peer", socketPeer(c))
+		rt.m.count(ResultRefused)
 		return
 	}
 	defer r.untrack(f)
@@ -247,12 +256,12 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 	// With a PROXY header, this waits for it (bounded by the listener's
 	// header timeout); a missing or invalid one was logged by the policy.
 	var cmd = proxyproto.Proxy
-	if pc, ok := c.(*proxyproto.Conn); ok {
+	if pc != nil {
 		h, err := pc.Header()
 		if err != nil {
 			c.Close()
-			rt.m.count(ResultClientError)
 			r.log.Debug("l4 connection refused: PROXY header", "service", rt.service, "port", rt.port, "peer", socketPeer(c), "err", err)
+			rt.m.count(f.result(ResultClientError))
 			return
 		}
 		cmd = h.Command
@@ -273,8 +282,12 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 	}
 	if err != nil {
 		c.Close()
-		rt.m.count(ResultBackendDown)
+		if res := f.result(ResultBackendDown); res != ResultBackendDown {
+			rt.m.count(res)
+			return
+		}
 		log.Warn("l4 backend unreachable", "backend", rt.backend, "err", err)
+		rt.m.count(ResultBackendDown)
 		return
 	}
 	if !f.setBackend(bc) {
@@ -285,14 +298,14 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 
 	rt.m.active(1)
 	in, out, result, cause := r.splice(f, rt.m)
-	rt.m.active(-1)
-	rt.m.count(result)
 	attrs := []any{"backend", rt.backend, "result", result, "bytes_in", in, "bytes_out", out,
 		"duration", time.Since(start).Round(time.Millisecond)}
 	if cause != nil {
 		attrs = append(attrs, "err", cause)
 	}
 	log.Info("l4 connection", attrs...)
+	rt.m.active(-1)
+	rt.m.count(result)
 }
 
 // Close makes Handle refuse new connections. Connections being served keep
@@ -390,6 +403,14 @@ func (f *flow) abort(reason string) {
 	if bc != nil {
 		bc.Close()
 	}
+}
+
+// result returns why the flow was cut, or def if it was not.
+func (f *flow) result(def string) string {
+	if r := f.cutReason(); r != "" {
+		return r
+	}
+	return def
 }
 
 func (f *flow) cutReason() string {
