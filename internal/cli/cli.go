@@ -164,6 +164,11 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := daemon.Check(cfg); err != nil {
+		if errors.As(err, &errs) {
+			fmt.Fprintln(stderr, errs.Error())
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n", *path, len(errs))
+			return silentError{}
+		}
 		return fmt.Errorf("%s: %w", *path, err)
 	}
 	var pub, priv []string

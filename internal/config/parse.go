@@ -94,6 +94,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	}}
 	cfg := b.build(&f)
 	cfg.Path = name
+	cfg.positions = d.pos
 	if len(d.errs) > 0 {
 		d.errs.sort()
 		return nil, d.errs
@@ -155,15 +156,9 @@ func (b *builder) fail(path, format string, args ...any) {
 			return
 		}
 	}
-	e := Error{File: b.file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	// Report at the value's position, or at the closest enclosing one.
-	for p := path; p != ""; p = parent(p) {
-		if pos, ok := b.pos[p]; ok {
-			e.Line, e.Col = pos.line, pos.col
-			break
-		}
-	}
-	b.errs = append(b.errs, e)
+	c := Config{Path: b.file, positions: b.pos}
+	b.errs = append(b.errs, c.Errorf(path, format, args...))
 }
 
 func parent(p string) string {

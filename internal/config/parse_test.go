@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // cmpOpts compares the typed values by what they mean and shows them readably in diffs.
 var cmpOpts = cmp.Options{
+	cmpopts.IgnoreUnexported(Config{}),
 	cmp.Transformer("URL", func(u *url.URL) string {
 		if u == nil {
 			return "<nil>"

@@ -28,6 +28,7 @@ import (
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gateway"
+	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
 )
 
@@ -55,6 +56,7 @@ type Daemon struct {
 	prom     *prometheus.Registry
 	metrics  *metrics
 	gwm      *gateway.Metrics
+	l4m      *l4.Metrics
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -79,6 +81,7 @@ func New(opts Options) *Daemon {
 	d.log = slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: d.level}))
 	d.metrics = newMetrics(reg, opts.Version)
 	d.gwm = gateway.NewMetrics(reg)
+	d.l4m = l4.NewMetrics(reg)
 	return d
 }
 
@@ -186,7 +189,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		d.drains.Add(1)
 		go func() {
 			defer d.drains.Done()
-			old.drain(cfg.Gateway.Limits.ShutdownGrace)
+			old.drain(cfg.Gateway.Limits.ShutdownGrace, false)
 		}()
 	}
 	return nil
@@ -200,7 +203,7 @@ func (d *Daemon) stop() {
 	d.mu.Unlock()
 	d.registry.Close() // stop accepting before draining
 	if g != nil {
-		g.drain(g.cfg.Gateway.Limits.ShutdownGrace)
+		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
 	}
 	d.drains.Wait()
 	if d.access != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gateway"
+	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
 )
 
@@ -24,10 +26,19 @@ import (
 type generation struct {
 	cfg     *config.Config
 	gw      *gateway.Gateway
+	l4      *l4.Router
 	servers []*server
+	raw     []*rawListener // layer-4 listeners
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	done    chan struct{}
+}
+
+// rawListener hands accepted connections to the layer-4 router.
+type rawListener struct {
+	addr   string
+	ln     *listen.Listener
+	handle func(net.Conn)
 }
 
 // server is one http.Server behind one bound listener.
@@ -44,6 +55,9 @@ type server struct {
 // or writing anything: the dry run behind `labgate check`.
 func Check(cfg *config.Config) error {
 	if err := supported(cfg); err != nil {
+		return err
+	}
+	if err := l4.Check(cfg); err != nil {
 		return err
 	}
 	gw, err := gateway.New(cfg, gateway.Options{HTTPSPort: httpsPorts(cfg)})
@@ -75,11 +89,15 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		source = ca.Issuer(certNames(cfg))
 	}
 	for _, s := range cfg.Services {
-		if len(s.TCP)+len(s.UDP) > 0 {
-			d.log.Warn("tcp and udp ports are not served by this version yet", "service", s.Name)
+		if len(s.UDP) > 0 {
+			d.log.Warn("udp ports are not served by the gateway yet", "service", s.Name)
 		}
 	}
 
+	router, err := l4.New(cfg, l4.Options{Log: d.log, Metrics: d.l4m, IdleTimeout: l4IdleTimeout(cfg)})
+	if err != nil {
+		return nil, err
+	}
 	gw, err := gateway.New(cfg, gateway.Options{
 		Log:       d.log,
 		Access:    d.accessLogger(cfg),
@@ -87,9 +105,10 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		HTTPSPort: httpsPorts(cfg),
 	})
 	if err != nil {
+		router.Close()
 		return nil, err
 	}
-	g := &generation{cfg: cfg, gw: gw, log: d.log, done: make(chan struct{})}
+	g := &generation{cfg: cfg, gw: gw, l4: router, log: d.log, done: make(chan struct{})}
 	lim := cfg.Gateway.Limits
 	add := func(addr string, class config.Class, useTLS, redirect bool, policy *listen.Policy) error {
 		ln, err := d.registry.Listen(addr)
@@ -115,9 +134,11 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		return nil
 	}
 	var errs []error
+	var pubPolicy, privPolicy *listen.Policy
 	if p := cfg.Gateway.Public; p != nil {
 		policy := &listen.Policy{Allow: p.TrustedRelays, RequireProxy: true, HeaderTimeout: lim.ProxyHeaderTimeout, Log: d.log,
 			OnRefuse: d.metrics.refusedBy(config.Public)}
+		pubPolicy = policy
 		for _, a := range p.HTTPS {
 			errs = append(errs, add(a, config.Public, true, false, policy))
 		}
@@ -127,6 +148,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 	}
 	if p := cfg.Gateway.Private; p != nil {
 		policy := &listen.Policy{Allow: p.Allow, Log: d.log, OnRefuse: d.metrics.refusedBy(config.Private)}
+		privPolicy = policy
 		for _, a := range p.HTTPS {
 			errs = append(errs, add(a, config.Private, true, false, policy))
 		}
@@ -147,11 +169,74 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 			}})
 		}
 	}
+	errs = append(errs, d.addL4(g, pubPolicy, privPolicy)...)
 	if err := errors.Join(errs...); err != nil {
 		gw.Close()
+		router.Close()
 		return nil, err
 	}
 	return g, nil
+}
+
+// addL4 binds the layer-4 listeners. A public and a private tcp port on the
+// same address share one socket: the source decides the class, a trusted
+// relay's connection is public (and must start with a PROXY header).
+func (d *Daemon) addL4(g *generation, pub, priv *listen.Policy) []error {
+	byAddr := map[string][]l4.Listener{}
+	var order []string
+	for _, l := range l4.Listeners(g.cfg) {
+		if _, seen := byAddr[l.Addr]; !seen {
+			order = append(order, l.Addr)
+		}
+		byAddr[l.Addr] = append(byAddr[l.Addr], l)
+	}
+	var errs []error
+	for _, addr := range order {
+		ln, err := d.registry.Listen(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listening on %s (tcp service port): %w", addr, err))
+			continue
+		}
+		var pubL, privL *l4.Listener
+		for _, l := range byAddr[addr] {
+			if l.Class == config.Public {
+				pubL = &l
+			} else {
+				privL = &l
+			}
+		}
+		router := g.l4
+		g.raw = append(g.raw, &rawListener{addr: addr, ln: ln, handle: func(c net.Conn) {
+			l, policy := privL, priv
+			if pubL != nil && (privL == nil || pub.Allowed(remoteAddr(c))) {
+				l, policy = pubL, pub
+			}
+			if l == nil || policy == nil {
+				c.Close()
+				return
+			}
+			if c = policy.Admit(c); c != nil {
+				go router.Handle(*l, c)
+			}
+		}})
+	}
+	return errs
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// l4IdleTimeout follows the relay's idle timeout when the file has a relay
+// section, so both ends of a forwarded connection give up together.
+func l4IdleTimeout(cfg *config.Config) time.Duration {
+	if cfg.Relay != nil {
+		return cfg.Relay.IdleTimeout
+	}
+	return 0
 }
 
 // attach starts the generation's servers and points every listener at them.
@@ -174,6 +259,7 @@ func (g *generation) attach() {
 				g.log.Error("server stopped", "addr", s.addr, "error", err)
 			}
 		}()
+		s := s
 		policy, pipe := s.policy, s.pipe
 		s.ln.SetHandler(func(c net.Conn) {
 			if policy != nil {
@@ -186,14 +272,23 @@ func (g *generation) attach() {
 			}
 		})
 	}
+	for _, r := range g.raw {
+		r.ln.SetHandler(r.handle)
+	}
 }
 
 // drain lets requests in flight finish for up to grace, then closes the rest.
-// Hijacked connections (websockets) are not tracked by http.Server and live on.
-func (g *generation) drain(grace time.Duration) {
+// Hijacked connections (websockets) are not tracked by http.Server and live
+// on, and so do layer-4 connections unless the daemon is stopping.
+func (g *generation) drain(grace time.Duration, stopping bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup
+	if stopping {
+		wg.Go(func() { _ = g.l4.Shutdown(ctx) })
+	} else {
+		g.l4.Close()
+	}
 	for _, s := range g.servers {
 		wg.Add(1)
 		go func() {
@@ -213,6 +308,9 @@ func (g *generation) addrs() []string {
 	var out []string
 	for _, s := range g.servers {
 		out = append(out, s.addr)
+	}
+	for _, r := range g.raw {
+		out = append(out, r.addr)
 	}
 	return out
 }

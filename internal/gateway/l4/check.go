@@ -25,7 +25,7 @@ import (
 func Check(cfg *config.Config) error {
 	var errs config.Errors
 	fail := func(path, format string, args ...any) {
-		errs = append(errs, config.Error{File: cfg.Path, Path: path, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, cfg.Errorf(path, format, args...))
 	}
 
 	// Every address labgate binds besides the tcp ports.

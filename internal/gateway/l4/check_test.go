@@ -167,9 +167,9 @@ services:
       - { port: 9180, backend: 192.168.1.30:9180 }
 `,
 		want: []string{
-			`lab.yaml: services[0].tcp[0].port: tcp port 80 collides with gateway.private.http[0] (100.101.102.103:80), which listens on the same address: pick another port`,
-			`lab.yaml: services[0].tcp[0].port: tcp port 80 collides with gateway.private.http[1] ([fd00::5]:80), which listens on the same address: pick another port`,
-			`lab.yaml: services[1].tcp[0].port: tcp port 10443 collides with gateway.public.https[0] (100.101.102.103:10443), which listens on the same address: pick another port`,
+			`lab.yaml:17:17: services[0].tcp[0].port: tcp port 80 collides with gateway.private.http[0] (100.101.102.103:80), which listens on the same address: pick another port`,
+			`lab.yaml:17:17: services[0].tcp[0].port: tcp port 80 collides with gateway.private.http[1] ([fd00::5]:80), which listens on the same address: pick another port`,
+			`lab.yaml:21:17: services[1].tcp[0].port: tcp port 10443 collides with gateway.public.https[0] (100.101.102.103:10443), which listens on the same address: pick another port`,
 		},
 	}, {
 		name: "a wildcard host collides with every host",
@@ -193,8 +193,8 @@ services:
       - { port: 10443, backend: 192.168.1.30:10443 }
 `,
 		want: []string{
-			`lab.yaml: services[0].tcp[0].port: tcp port 9180 collides with gateway.admin (127.0.0.1:9180), which listens on the same address: pick another port`,
-			`lab.yaml: services[1].tcp[0].port: tcp port 10443 collides with gateway.public.https[0] (100.101.102.104:10443), which listens on the same address: pick another port`,
+			`lab.yaml:15:17: services[0].tcp[0].port: tcp port 9180 collides with gateway.admin (127.0.0.1:9180), which listens on the same address: pick another port`,
+			`lab.yaml:19:17: services[1].tcp[0].port: tcp port 10443 collides with gateway.public.https[0] (100.101.102.104:10443), which listens on the same address: pick another port`,
 		},
 	}, {
 		name: "public tcp without gateway.public",
@@ -216,8 +216,8 @@ services:
       - { port: 22, backend: 192.168.1.40:22 }
 `,
 		want: []string{
-			`lab.yaml: services[0].tcp[0]: public tcp port 25, but there is no gateway.public: the relay would not forward it: add gateway.public (or set expose: private)`,
-			`lab.yaml: services[0].udp[0]: public udp port 3478, but there is no gateway.public: the relay would not forward it: add gateway.public (or set expose: private)`,
+			`lab.yaml:12:9: services[0].tcp[0]: public tcp port 25, but there is no gateway.public: the relay would not forward it: add gateway.public (or set expose: private)`,
+			`lab.yaml:14:9: services[0].udp[0]: public udp port 3478, but there is no gateway.public: the relay would not forward it: add gateway.public (or set expose: private)`,
 		},
 	}, {
 		name: "the relay's HTTP(S) ports",
@@ -241,8 +241,8 @@ services:
       - { port: 8080, backend: 192.168.1.30:443 }
 `,
 		want: []string{
-			`lab.yaml: services[0].tcp[0].port: public tcp port 443: the relay uses 80 and 443 for HTTP(S); pick another port (or set expose: private)`,
-			`lab.yaml: services[0].tcp[1].port: public tcp port 80: the relay uses 80 and 443 for HTTP(S); pick another port (or set expose: private)`,
+			`lab.yaml:15:17: services[0].tcp[0].port: public tcp port 443: the relay uses 80 and 443 for HTTP(S); pick another port (or set expose: private)`,
+			`lab.yaml:16:17: services[0].tcp[1].port: public tcp port 80: the relay uses 80 and 443 for HTTP(S); pick another port (or set expose: private)`,
 		},
 	}}
 	for _, tt := range tests {
