@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/proxyproto"
 	"github.com/labgate/labgate/internal/relay"
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 func TestRelayFromConfig(t *testing.T) {
@@ -109,4 +115,115 @@ func TestRelayInFrontOfGateway(t *testing.T) {
 	if !strings.Contains(m, "labgate_relay_connections_total") {
 		t.Errorf("relay metrics:\n%s", grep(m, "labgate_relay"))
 	}
+}
+
+// TestRelayTCPService carries a raw TCP session from a client through labgate
+// relay and the gateway's public tcp port to a backend that asks for PROXY
+// v2: the backend must see the client's own address. A private tcp service
+// on the same gateway must not be reachable through the relay.
+func TestRelayTCPService(t *testing.T) {
+	l := startLab(t)
+	backend, seenFrom := proxyBackend(t)
+	private, _ := proxyBackend(t)
+	port := testpeer.FreePort(t, "127.0.0.11")
+	privPort := testpeer.FreePort(t, "127.0.0.11")
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + fmt.Sprintf(`  - name: mail
+    expose: public
+    tcp: [{ port: %s, backend: %q, proxy_protocol: v2 }]
+  - name: ssh
+    tcp: [{ port: %s, backend: %q }]
+`, port, backend, privPort, private))
+	waitFor(t, "reload", func() bool { return l.d.generation() == 2 })
+
+	ro := relay.Options{
+		Routes: []relay.Route{
+			{Name: "mail", Proto: "tcp", Listen: "127.0.0.45:" + port, Target: "127.0.0.11:" + port},
+			{Name: "ssh", Proto: "tcp", Listen: "127.0.0.45:" + privPort, Target: "127.0.0.11:" + privPort},
+		},
+		ProbeInterval: -1,
+	}
+	ready := make(chan struct{})
+	d := NewRelay(RelayOptions{
+		Load:   func() (relay.Options, string, error) { return ro, "", nil },
+		Stderr: l.logs,
+		Ready:  func(*Relay) { close(ready) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-ready
+	testpeer.WaitPort(t, "127.0.0.45:"+port)
+
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.79")}, Timeout: 5 * time.Second}
+	c, err := dialer.Dial("tcp", "127.0.0.45:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "EHLO client\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no reply through relay and gateway: %v", err)
+	}
+	if reply != "echo: EHLO client\r\n" {
+		t.Errorf("reply %q", reply)
+	}
+	// The first connection may be WaitPort's own, from 127.0.0.1.
+	var sources []string
+	for len(sources) == 0 || sources[len(sources)-1] != "127.0.0.79" {
+		select {
+		case got := <-seenFrom:
+			sources = append(sources, got.Addr().String())
+		case <-time.After(5 * time.Second):
+			t.Fatalf("backend saw %v in PROXY headers, want the client's 127.0.0.79", sources)
+		}
+	}
+
+	// The private service's port answers nothing through the relay.
+	c2, err := dialer.Dial("tcp", "127.0.0.45:"+privPort)
+	if err == nil {
+		defer c2.Close()
+		fmt.Fprintf(c2, "hello\r\n")
+		_ = c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if b, err := bufio.NewReader(c2).ReadString('\n'); err == nil {
+			t.Errorf("private tcp service answered through the relay: %q", b)
+		}
+	}
+}
+
+// proxyBackend is a TCP backend that reads a PROXY header, reports its
+// source, and echoes one line.
+func proxyBackend(t *testing.T) (string, <-chan netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	seen := make(chan netip.AddrPort, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				h, err := proxyproto.Read(br)
+				if err != nil {
+					return
+				}
+				seen <- h.Source
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "echo: %s", line)
+			}()
+		}
+	}()
+	return ln.Addr().String(), seen
 }
