@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
+	"github.com/labgate/labgate/internal/proxyproto"
 )
 
 // generation is everything that serves one config.
@@ -208,7 +208,7 @@ func (d *Daemon) addL4(g *generation, pub, priv *listen.Policy) []error {
 		router := g.l4
 		g.raw = append(g.raw, &rawListener{addr: addr, ln: ln, handle: func(c net.Conn) {
 			l, policy := privL, priv
-			if pubL != nil && (privL == nil || pub.Allowed(remoteAddr(c))) {
+			if pubL != nil && (privL == nil || pub.Allowed(proxyproto.AddrPortOf(c.RemoteAddr()).Addr())) {
 				l, policy = pubL, pub
 			}
 			if l == nil || policy == nil {
@@ -221,13 +221,6 @@ func (d *Daemon) addL4(g *generation, pub, priv *listen.Policy) []error {
 		}})
 	}
 	return errs
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // l4IdleTimeout follows the relay's idle timeout when the file has a relay

@@ -102,7 +102,7 @@ func (p *Policy) init() {
 func (p *Policy) Admit(c net.Conn) net.Conn {
 	p.init()
 	if len(p.allow) > 0 {
-		peer := addrPortOf(c.RemoteAddr())
+		peer := proxyproto.AddrPortOf(c.RemoteAddr())
 		if !p.allowed(peer.Addr()) {
 			c.Close()
 			p.refuse(peer.Addr(), ReasonNotAllowed, nil)
@@ -151,7 +151,7 @@ func (p *Policy) headerError(peer net.Addr, err error) {
 	default:
 		reason = ReasonReadError
 	}
-	p.refuse(addrPortOf(peer).Addr(), reason, err)
+	p.refuse(proxyproto.AddrPortOf(peer).Addr(), reason, err)
 }
 
 // Refused returns how many connections were refused, by reason.
@@ -207,20 +207,4 @@ func (p *Policy) refuse(peer netip.Addr, reason string, err error) {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	p.Log.Warn("connection refused", attrs...)
-}
-
-// addrPortOf returns a's address and port, unmapped; zero if a is not IP.
-func addrPortOf(a net.Addr) netip.AddrPort {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	default:
-		if a != nil {
-			ap, _ = netip.ParseAddrPort(a.String())
-		}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -201,7 +201,7 @@ func isTimeout(err error) bool {
 
 func ap(t testing.TB, a net.Addr) netip.AddrPort {
 	t.Helper()
-	return addrPort(a)
+	return proxyproto.AddrPortOf(a)
 }
 
 // counter reads the value of one counter or gauge series.

@@ -46,7 +46,7 @@ func (r *Relay) serveTCP(l *tcpListener) {
 		}
 		backoff = 0
 		rc := l.route.Load()
-		src := addrPort(c.RemoteAddr())
+		src := proxyproto.AddrPortOf(c.RemoteAddr())
 		tc := r.conns.add(src.Addr(), rc, c)
 		if tc == nil {
 			c.Close()
@@ -100,7 +100,7 @@ func (r *Relay) handleTCP(tc *tcpConn, src netip.AddrPort) {
 	defer r.wg.Done()
 	defer r.conns.remove(tc)
 	rc, c := tc.rc, tc.client
-	dst := addrPort(c.LocalAddr())
+	dst := proxyproto.AddrPortOf(c.LocalAddr())
 
 	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.TCP, Source: src, Destination: dst}
 	var out []byte
@@ -242,20 +242,6 @@ func (rc *routeConf) dial() (*net.TCPConn, error) {
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
-}
-
-// addrPort returns a TCP or UDP address as an AddrPort with IPv4-mapped IPv6
-// addresses unmapped, so that a dual-stack listener sends TCP4 headers for
-// IPv4 clients.
-func addrPort(a net.Addr) netip.AddrPort {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // connTable tracks established TCP connections: per-source counts for

@@ -50,7 +50,7 @@ func (r *Relay) listenUDP(rc *routeConf) (*udpListener, error) {
 	ln := pc.(*net.UDPConn)
 	return &udpListener{
 		ln:    ln,
-		local: addrPort(ln.LocalAddr()),
+		local: proxyproto.AddrPortOf(ln.LocalAddr()),
 		flows: make(map[netip.AddrPort]*flow),
 		done:  make(chan struct{}),
 	}, nil
