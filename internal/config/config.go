@@ -125,6 +125,18 @@ type Relay struct {
 	IdleTimeout       time.Duration
 	MaxConnsPerSource int
 	UDPFlowTimeout    time.Duration
+
+	Speedtest *Speedtest // nil: the relay path is not measured
+}
+
+// Speedtest is the measurement of the relay path: every Interval (give or
+// take 10%), the gateway connects from Relay.Gateway to Listen on the relay
+// and moves Budget bytes, half each way.
+type Speedtest struct {
+	Listen   netip.AddrPort // on the relay's VPN address
+	Interval time.Duration
+	Budget   int // bytes per measurement
+	Samples  int // measurements kept
 }
 
 // Gateway is everything `labgate serve` listens on.

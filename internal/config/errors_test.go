@@ -188,6 +188,43 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "relay speedtest without listen",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  speedtest: {interval: 5m}\n",
+			want: []string{
+				"lab.yaml:5:14: relay.speedtest.listen: missing (required)",
+			},
+		},
+		{
+			name: "relay speedtest values",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n" +
+				"  speedtest: {listen: '0.0.0.0:9182', interval: 500ms, budget: 1000, samples: 0}\n",
+			want: []string{
+				"lab.yaml:5:23: relay.speedtest.listen: \"0.0.0.0:9182\": the gateway connects here, so write the relay's VPN address and a port",
+				"lab.yaml:5:49: relay.speedtest.interval: at least 1s",
+				"lab.yaml:5:64: relay.speedtest.budget: 1000 bytes is out of range (65536 to 134217728, 64 KiB to 128 MiB)",
+				"lab.yaml:5:79: relay.speedtest.samples: at least 1",
+			},
+		},
+		{
+			name: "relay speedtest kinds",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  speedtest:\n" +
+				"    listen: relay:9182\n    budget: 4MiB\n    interval: 10\n    speed: 3\n",
+			want: []string{
+				"lab.yaml:6:13: relay.speedtest.listen: \"relay:9182\" is not ip:port on the relay's VPN address (for IPv6 write [fd7a::1]:9182)",
+				"lab.yaml:7:13: relay.speedtest.budget: want a whole number, not \"4MiB\"",
+				"lab.yaml:8:15: relay.speedtest.interval: want a duration such as 30s or 5m, not \"10\"",
+				"lab.yaml:9:5: relay.speedtest.speed: unknown key \"speed\" (valid keys: listen, interval, budget, samples)",
+			},
+		},
+		{
+			name: "relay speedtest bounds",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  speedtest: {listen: '100.90.0.1:0', budget: 268435456}\n",
+			want: []string{
+				"lab.yaml:5:23: relay.speedtest.listen: \"100.90.0.1:0\": the gateway connects here, so write the relay's VPN address and a port",
+				"lab.yaml:5:47: relay.speedtest.budget: 268435456 bytes is out of range (65536 to 134217728, 64 KiB to 128 MiB)",
+			},
+		},
+		{
 			name: "acme, limits, health",
 			yaml: "version: 1\ntls:\n  acme: {email: nope, ca: http://x}\nlog: {access: yes}\ngateway: {limits: {max_header_bytes: 10, proxy_header_timeout: 0s}}\nservices:\n- {name: a, host: a.b, echo: true, path: api, health: {path: alive, interval: 500ms, status: 42}}\n",
 			want: []string{

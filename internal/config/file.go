@@ -115,6 +115,23 @@ type fileRelay struct {
 	MaxConnsPerSource int `yaml:"max_conns_per_source" default:"256"`
 	// UDPFlowTimeout forgets a UDP client after this long without a datagram.
 	UDPFlowTimeout duration `yaml:"udp_flow_timeout" default:"60s"`
+	// Speedtest measures the path every public request takes: the gateway regularly moves a few
+	// megabytes to and from the relay over the VPN and keeps the latency and throughput it saw.
+	Speedtest *fileSpeedtest `yaml:"speedtest"`
+}
+
+type fileSpeedtest struct {
+	// Listen is where the relay serves the measurement, host:port on the relay's VPN address.
+	// The gateway connects to it from relay.gateway, the only source the relay answers.
+	Listen string `yaml:"listen" required:"" example:"100.90.0.1:9182"`
+	// Interval between two measurements; each one starts up to 10% earlier or later, at random.
+	Interval duration `yaml:"interval" default:"10m"`
+	// Budget is the number of bytes one measurement moves: half from the relay, half to it.
+	// Write it in bytes: 4194304 is 4 MiB. Latency is measured with a few tiny requests on top.
+	Budget int `yaml:"budget" default:"4194304"`
+	// Samples is how many measurements the gateway keeps (in state_dir/relay-path.json, for the
+	// status page); 1008 is a week at one every 10 minutes.
+	Samples int `yaml:"samples" default:"1008"`
 }
 
 type fileGateway struct {

@@ -292,7 +292,43 @@ func (b *builder) relay(f *fileRelay, domain string) *Relay {
 	if r.MaxConnsPerSource < 1 {
 		b.fail("relay.max_conns_per_source", "at least 1")
 	}
+	r.Speedtest = b.speedtest(f.Speedtest)
 	return r
+}
+
+// The bounds of relay.speedtest.budget: the relay sends or takes at most
+// 64 MiB per request.
+const (
+	minSpeedtestBudget = 64 << 10
+	maxSpeedtestBudget = 128 << 20
+)
+
+func (b *builder) speedtest(f *fileSpeedtest) *Speedtest {
+	if f == nil {
+		return nil
+	}
+	s := &Speedtest{Interval: time.Duration(f.Interval), Budget: f.Budget, Samples: f.Samples}
+	if f.Listen != "" {
+		ap, err := netip.ParseAddrPort(f.Listen)
+		switch {
+		case err != nil:
+			b.fail("relay.speedtest.listen", "%q is not ip:port on the relay's VPN address (for IPv6 write [fd7a::1]:9182)", f.Listen)
+		case ap.Addr().IsUnspecified() || ap.Port() == 0:
+			b.fail("relay.speedtest.listen", "%q: the gateway connects here, so write the relay's VPN address and a port", f.Listen)
+		default:
+			s.Listen = ap
+		}
+	}
+	if s.Interval < time.Second {
+		b.fail("relay.speedtest.interval", "at least 1s")
+	}
+	if s.Budget < minSpeedtestBudget || s.Budget > maxSpeedtestBudget {
+		b.fail("relay.speedtest.budget", "%d bytes is out of range (%d to %d, 64 KiB to 128 MiB)", s.Budget, minSpeedtestBudget, maxSpeedtestBudget)
+	}
+	if s.Samples < 1 {
+		b.fail("relay.speedtest.samples", "at least 1")
+	}
+	return s
 }
 
 func (b *builder) addr(path, s string) netip.Addr {

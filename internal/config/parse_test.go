@@ -23,6 +23,7 @@ var cmpOpts = cmp.Options{
 		return u.String()
 	}),
 	cmp.Transformer("Addr", func(a netip.Addr) string { return a.String() }),
+	cmp.Transformer("AddrPort", func(a netip.AddrPort) string { return a.String() }),
 	cmp.Transformer("Prefix", func(p netip.Prefix) string { return p.String() }),
 	cmp.Transformer("Secret", func(s Secret) string { return "secret:" + s.Value() }),
 }
@@ -282,6 +283,28 @@ func TestParse(t *testing.T) {
 				c.Gateway.Limits.IdleTimeout = 90 * time.Minute
 				c.Gateway.Limits.MaxHeaderBytes = 4096
 				c.Gateway.Limits.BackendHeaderTimeout = 0
+			},
+		},
+		{
+			name: "relay speedtest defaults",
+			yaml: minimal + "domain: example.org\nrelay: {gateway: 100.101.102.103, speedtest: {listen: '100.90.0.1:9182'}}\n",
+			want: func(c *Config) {
+				c.Domain = "example.org"
+				c.Relay = &Relay{Name: "relay", FQDN: "relay.example.org", Listen: netip.MustParseAddr("0.0.0.0"),
+					Gateway: netip.MustParseAddr("100.101.102.103"), Admin: "127.0.0.1:9181",
+					ConnectTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxConnsPerSource: 256, UDPFlowTimeout: time.Minute,
+					Speedtest: &Speedtest{Listen: netip.MustParseAddrPort("100.90.0.1:9182"), Interval: 10 * time.Minute, Budget: 4 << 20, Samples: 1008}}
+			},
+		},
+		{
+			name: "relay speedtest set",
+			yaml: minimal + "domain: example.org\nrelay:\n  gateway: fd7a::2\n  speedtest: {listen: '[fd7a::1]:9182', interval: 1h, budget: 65536, samples: 24}\n",
+			want: func(c *Config) {
+				c.Domain = "example.org"
+				c.Relay = &Relay{Name: "relay", FQDN: "relay.example.org", Listen: netip.MustParseAddr("0.0.0.0"),
+					Gateway: netip.MustParseAddr("fd7a::2"), Admin: "127.0.0.1:9181",
+					ConnectTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxConnsPerSource: 256, UDPFlowTimeout: time.Minute,
+					Speedtest: &Speedtest{Listen: netip.MustParseAddrPort("[fd7a::1]:9182"), Interval: time.Hour, Budget: 64 << 10, Samples: 24}}
 			},
 		},
 		{
