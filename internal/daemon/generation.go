@@ -181,10 +181,20 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 // addL4 binds the layer-4 listeners. A public and a private tcp port on the
 // same address share one socket: the source decides the class, a trusted
 // relay's connection is public (and must start with a PROXY header).
+//
+// UDP sockets are not in d.registry (it is TCP-only) and not in g.addrs():
+// the router serves them from a set of sockets that each generation's
+// router hands to the next, so a reload reuses them, a failed build (which
+// closes its router) releases only what it bound, and a socket is closed
+// once no generation configures it and its last flow has idled out.
 func (d *Daemon) addL4(g *generation, pub, priv *listen.Policy) []error {
 	byAddr := map[string][]l4.Listener{}
 	var order []string
-	for _, l := range l4.Listeners(g.cfg) {
+	listeners := l4.Listeners(g.cfg)
+	for _, l := range listeners {
+		if l.Proto != "tcp" {
+			continue
+		}
 		if _, seen := byAddr[l.Addr]; !seen {
 			order = append(order, l.Addr)
 		}
@@ -220,7 +230,21 @@ func (d *Daemon) addL4(g *generation, pub, priv *listen.Policy) []error {
 			}
 		}})
 	}
+	if err := g.l4.ServeUDP(d.udpSockets(), listeners); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
+}
+
+// udpSockets returns the UDP sockets of the running generation, for the
+// next one to reuse, or a new set for the first. d.mu is held (apply).
+func (d *Daemon) udpSockets() *l4.UDPSockets {
+	if d.cur != nil {
+		if s := d.cur.l4.UDPSockets(); s != nil {
+			return s
+		}
+	}
+	return l4.NewUDPSockets()
 }
 
 // l4IdleTimeout follows the relay's idle timeout when the file has a relay

@@ -19,7 +19,9 @@ import (
 //     too, Check keeps configs built otherwise honest);
 //   - a public tcp or udp port without gateway.public: the relay would not
 //     forward it;
-//   - a public tcp port 80 or 443, which the relay uses for HTTP(S).
+//   - a public tcp port 80 or 443, which the relay uses for HTTP(S);
+//   - proxy_protocol v1 on a udp port: v1 has no UDP form (v2 puts one
+//     header in each datagram).
 //
 // It is pure: it binds and dials nothing. New calls it.
 func Check(cfg *config.Config) error {
@@ -77,6 +79,9 @@ func Check(cfg *config.Config) error {
 				}
 				if s.Expose == config.Public && cfg.Gateway.Public == nil {
 					fail(path, "public %s port %d, but there is no gateway.public: the relay would not forward it: add gateway.public (or set expose: private)", set.proto, r.Port)
+				}
+				if set.proto == "udp" && r.ProxyProtocol == "v1" {
+					fail(path+".proxy_protocol", "udp port %d: PROXY protocol v1 has no UDP form: use proxy_protocol: v2 (one header in each datagram, if the backend expects it) or none", r.Port)
 				}
 				if set.proto != "tcp" {
 					continue

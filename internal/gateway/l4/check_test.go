@@ -93,6 +93,8 @@ services:
 		want: []Listener{
 			{config.Public, "tcp", "100.101.102.104:8883", 8883},
 			{config.Private, "tcp", ":8883", 8883},
+			{config.Public, "udp", "100.101.102.104:1883", 1883},
+			{config.Private, "udp", ":1883", 1883},
 		},
 	}, {
 		name: "no private listeners",

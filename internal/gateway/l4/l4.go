@@ -36,13 +36,14 @@ import (
 // listen.Policy before Handle) and which services it may reach.
 type Listener struct {
 	Class config.Class
-	Proto string // "tcp"
+	Proto string // "tcp" or "udp"
 	Addr  string // host:port to bind
 	Port  int
 }
 
-// Listeners returns the TCP listeners cfg needs, in config order without
-// duplicates: for every tcp route of a public service one on each public
+// Listeners returns the TCP and UDP listeners cfg needs, in config order
+// without duplicates (per service its tcp ports, then its udp ports, with
+// the same host rules for both): for every tcp or udp route of a public service one on each public
 // listener host (the host part of gateway.public.https and .http, since the
 // relay forwards public port P to that host at P) and one on each private
 // listener host; for a private service one on each private listener host.
@@ -53,14 +54,15 @@ type Listener struct {
 // connection by its source: from gateway.public.trusted_relays it is public
 // (PROXY required), from anywhere else private (gateway.private.allow, no
 // PROXY). That is the socket's source, not a header; the relay cannot be
-// impersonated on the VPN.
+// impersonated on the VPN. UDP sockets do the same per datagram (see
+// Router.ServeUDP).
 func Listeners(cfg *config.Config) []Listener {
 	pub, priv := listenHosts(cfg)
 	var out []Listener
 	seen := map[Listener]bool{}
-	add := func(class config.Class, hosts []string, port int) {
+	add := func(class config.Class, proto string, hosts []string, port int) {
 		for _, h := range hosts {
-			l := Listener{Class: class, Proto: "tcp", Addr: net.JoinHostPort(h, strconv.Itoa(port)), Port: port}
+			l := Listener{Class: class, Proto: proto, Addr: net.JoinHostPort(h, strconv.Itoa(port)), Port: port}
 			if !seen[l] {
 				seen[l] = true
 				out = append(out, l)
@@ -68,11 +70,16 @@ func Listeners(cfg *config.Config) []Listener {
 		}
 	}
 	for _, s := range cfg.Services {
-		for _, r := range s.TCP {
-			if s.Expose == config.Public {
-				add(config.Public, pub, r.Port)
+		for _, set := range []struct {
+			proto  string
+			routes []config.L4Route
+		}{{"tcp", s.TCP}, {"udp", s.UDP}} {
+			for _, r := range set.routes {
+				if s.Expose == config.Public {
+					add(config.Public, set.proto, pub, r.Port)
+				}
+				add(config.Private, set.proto, priv, r.Port)
 			}
-			add(config.Private, priv, r.Port)
 		}
 	}
 	return out
@@ -128,6 +135,13 @@ type Options struct {
 	// never. Enforced on Linux, where the kernel reports the time since the
 	// last data (splice leaves nothing else to watch); elsewhere not at all.
 	IdleTimeout time.Duration
+	// UDPFlowTimeout forgets a UDP flow (and closes its socket to the
+	// backend) after this long without a datagram either way; 0: the
+	// config's relay.udp_flow_timeout when the file has a relay section,
+	// else DefaultUDPFlowTimeout.
+	UDPFlowTimeout time.Duration
+	// MaxUDPFlows bounds the flows of one UDP socket; 0: DefaultMaxUDPFlows.
+	MaxUDPFlows int
 }
 
 // Router holds the tcp routes of one config generation and the connections
@@ -146,6 +160,8 @@ type Router struct {
 	closed bool
 	flows  map[*flow]struct{}
 	wg     sync.WaitGroup
+
+	udpState
 }
 
 type routeKey struct {
@@ -190,6 +206,7 @@ func New(cfg *config.Config, opts Options) (*Router, error) {
 		flows:   map[*flow]struct{}{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.initUDP(cfg, opts)
 	for _, s := range cfg.Services {
 		for _, tr := range s.TCP {
 			rt := &route{service: s.Name, port: tr.Port, backend: tr.Backend, proxy: tr.ProxyProtocol,
@@ -308,19 +325,32 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 	rt.m.count(result)
 }
 
-// Close makes Handle refuse new connections. Connections being served keep
-// running until they end: a reload does not cut them. Shutdown ends them.
+// Close makes Handle refuse new connections and r's UDP sockets refuse new
+// flows (those go to the newest router still open on the same socket).
+// Connections and UDP flows being served keep running until they end or
+// idle out: a reload does not cut them. Shutdown ends them. Once r has no
+// UDP flow left it lets go of its UDP sockets; a socket no router holds is
+// closed.
 func (r *Router) Close() {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
 	r.closed = true
 	r.mu.Unlock()
+	r.closeUDP()
 }
 
-// Shutdown closes r and waits for its connections to end until ctx is done,
-// then cuts the rest and returns ctx's error. The daemon calls it on the
-// routers of every generation that still has connections when it exits.
+// Shutdown closes r, cuts its UDP flows at once (UDP has nothing to wait
+// for) and, when no router sharing its UDP sockets is open any more, every
+// flow and socket of the set (those of earlier generations too). It then
+// waits for its TCP connections to end until ctx is done, then cuts the
+// rest and returns ctx's error. The daemon calls it on the router of the
+// last generation when it exits.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.Close()
+	r.shutdownUDP()
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()
