@@ -1,6 +1,7 @@
 // Package l4 is the layer-4 side of one config generation: the `tcp` ports of
 // services, each forwarded to one backend, optionally behind a PROXY header
-// (v1 or v2) that tells the backend who the client is.
+// (v1 or v2) that tells the backend who the client is, and the `udp` ports
+// (udp.go: one flow per client, PROXY v2 per datagram).
 //
 // The class of a connection (public or private) is the class of the listener
 // it arrived on, never anything the client says. A public listener reaches
