@@ -30,6 +30,7 @@ import (
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
+	"github.com/labgate/labgate/internal/speedtest"
 )
 
 // Options configure a Daemon.
@@ -57,6 +58,7 @@ type Daemon struct {
 	metrics  *metrics
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
+	speed    *relayPath // measures the relay path; outlives generations
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -82,6 +84,7 @@ func New(opts Options) *Daemon {
 	d.metrics = newMetrics(reg, opts.Version)
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
+	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
 	return d
 }
 
@@ -182,6 +185,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.metrics.reloadOK.Set(1)
 	d.metrics.reloadTime.SetToCurrentTime()
 	d.metrics.generation.Set(float64(d.gens))
+	d.speed.update(cfg, d.log)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}
@@ -202,6 +206,7 @@ func (d *Daemon) stop() {
 	d.cur = nil
 	d.mu.Unlock()
 	d.registry.Close() // stop accepting before draining
+	d.speed.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
 	}
@@ -227,10 +232,12 @@ func (d *Daemon) Addr(configured string) net.Addr {
 	return nil
 }
 
-// Handler returns the daemon's admin handler (/metrics, /healthz).
+// adminHandler returns the daemon's admin handler (/metrics, /healthz,
+// /api/relay-path).
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.handler(d.prom))
+	mux.HandleFunc("GET /api/relay-path", d.speed.serveHTTP)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		g, n := d.cur, d.gens

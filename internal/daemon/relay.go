@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +34,10 @@ type RelayOptions struct {
 	Stderr  io.Writer
 	Version string
 	Ready   func(*Relay)
+	// Speedtest, if set, says where to serve the relay path measurement
+	// (see RelaySpeedtestFromConfig; nil serves none). Called at start and
+	// on every reload.
+	Speedtest func() (*SpeedtestEndpoint, error)
 }
 
 // Relay runs `labgate relay`: the relay engine, its admin listener, reloads.
@@ -44,6 +49,7 @@ type Relay struct {
 	rm      *relay.Metrics
 	r       *relay.Relay
 	admin   net.Listener
+	speed   atomic.Pointer[speedServer] // nil without relay.speedtest
 }
 
 // NewRelay returns a relay daemon.
@@ -82,6 +88,16 @@ func (d *Relay) Run(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 	}
+	ep, err := d.speedtest()
+	if err != nil {
+		return err
+	}
+	speed, err := updateSpeedServer(nil, ep, d.log)
+	if err != nil {
+		return err
+	}
+	d.speed.Store(speed)
+	defer func() { d.speed.Load().close() }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -114,6 +130,13 @@ func (d *Relay) Run(ctx context.Context) error {
 
 func (d *Relay) reload(current relay.Options, reason string) relay.Options {
 	d.log.Info("reloading", "reason", reason)
+	if ep, err := d.speedtest(); err == nil { // a broken file is reported below
+		s, err := updateSpeedServer(d.speed.Load(), ep, d.log)
+		if err != nil {
+			d.log.Error("relay path endpoint not moved, still serving the previous one", "error", err)
+		}
+		d.speed.Store(s)
+	}
 	ro, _, err := d.load()
 	if err == nil && reflect.DeepEqual(ro.Routes, current.Routes) && sameLimits(ro, current) {
 		d.metrics.reloads.WithLabelValues("unchanged").Inc()
@@ -158,10 +181,20 @@ func (d *Relay) load() (relay.Options, string, error) {
 	return ro, admin, nil
 }
 
-// Addr returns the bound address of a route, or of "admin".
+func (d *Relay) speedtest() (*SpeedtestEndpoint, error) {
+	if d.opts.Speedtest == nil {
+		return nil, nil
+	}
+	return d.opts.Speedtest()
+}
+
+// Addr returns the bound address of a route, of "admin" or of "speedtest".
 func (d *Relay) Addr(route string) net.Addr {
 	if route == "admin" && d.admin != nil {
 		return d.admin.Addr()
+	}
+	if s := d.speed.Load(); route == "speedtest" && s != nil {
+		return s.ln.Addr()
 	}
 	return d.r.Addr(route)
 }
