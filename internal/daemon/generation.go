@@ -88,11 +88,6 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		}
 		source = ca.Issuer(certNames(cfg))
 	}
-	for _, s := range cfg.Services {
-		if len(s.UDP) > 0 {
-			d.log.Warn("udp ports are not served by the gateway yet", "service", s.Name)
-		}
-	}
 
 	router, err := l4.New(cfg, l4.Options{Log: d.log, Metrics: d.l4m, IdleTimeout: l4IdleTimeout(cfg)})
 	if err != nil {
