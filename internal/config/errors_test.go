@@ -225,6 +225,29 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "relay speedtest on a port the relay binds",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  speedtest: {listen: '100.90.0.1:443'}\n" +
+				"gateway:\n  public: {https: '100.101.102.103:10443', trusted_relays: [100.90.0.1]}\n",
+			want: []string{
+				"lab.yaml:5:23: relay.speedtest.listen: the relay already binds port 443 on 0.0.0.0 (relay.listen) to forward it to gateway.public",
+			},
+		},
+		{
+			name: "relay speedtest on a public tcp port",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  speedtest: {listen: '100.90.0.1:25'}\n" +
+				"services:\n- {name: ssh, tcp: [{port: 22, backend: '10.0.0.1:22'}]}\n- {name: mail, expose: public, tcp: [{port: 25, backend: '10.0.0.1:25'}]}\n",
+			want: []string{
+				"lab.yaml:5:23: relay.speedtest.listen: the relay already binds port 25 on 0.0.0.0 (relay.listen) to forward it to services[1].tcp[0]",
+			},
+		},
+		{
+			name: "relay speedtest on relay.admin",
+			yaml: "version: 1\ndomain: example.org\nrelay:\n  gateway: 100.101.102.103\n  admin: 0.0.0.0:9181\n  speedtest: {listen: '100.90.0.1:9181'}\n",
+			want: []string{
+				"lab.yaml:6:23: relay.speedtest.listen: 100.90.0.1:9181 is already relay.admin (0.0.0.0:9181)",
+			},
+		},
+		{
 			name: "acme, limits, health",
 			yaml: "version: 1\ntls:\n  acme: {email: nope, ca: http://x}\nlog: {access: yes}\ngateway: {limits: {max_header_bytes: 10, proxy_header_timeout: 0s}}\nservices:\n- {name: a, host: a.b, echo: true, path: api, health: {path: alive, interval: 500ms, status: 42}}\n",
 			want: []string{

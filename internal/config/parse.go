@@ -188,6 +188,7 @@ func (b *builder) build(f *file) *Config {
 	c.Gateway = b.gateway(f.Gateway, c.Domain)
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
+	b.speedtestClash(c)
 	return c
 }
 
@@ -329,6 +330,48 @@ func (b *builder) speedtest(f *fileSpeedtest) *Speedtest {
 		b.fail("relay.speedtest.samples", "at least 1")
 	}
 	return s
+}
+
+// speedtestClash refuses a relay.speedtest.listen that the relay already
+// binds: for a forwarded port on relay.listen, or for relay.admin.
+func (b *builder) speedtestClash(c *Config) {
+	r := c.Relay
+	if r == nil || r.Speedtest == nil || !r.Speedtest.Listen.IsValid() {
+		return
+	}
+	l := r.Speedtest.Listen
+	port := int(l.Port())
+	if a, err := netip.ParseAddrPort(r.Admin); err == nil && a.Port() == l.Port() && overlaps(a.Addr(), l.Addr()) {
+		b.fail("relay.speedtest.listen", "%s is already relay.admin (%s)", l, r.Admin)
+		return
+	}
+	if !overlaps(r.Listen, l.Addr()) {
+		return
+	}
+	by := ""
+	if pub := c.Gateway.Public; pub != nil && (port == 80 && len(pub.HTTP) > 0 || port == 443 && len(pub.HTTPS) > 0) {
+		by = "gateway.public"
+	}
+	for i, s := range c.Services {
+		for j, t := range s.TCP {
+			if s.Expose == Public && t.Port == port && by == "" {
+				by = fmt.Sprintf("services[%d].tcp[%d]", i, j)
+			}
+		}
+	}
+	if by != "" {
+		b.fail("relay.speedtest.listen", "the relay already binds port %d on %s (relay.listen) to forward it to %s", port, r.Listen, by)
+	}
+}
+
+// overlaps reports whether sockets bound to a and b on one port would clash.
+func overlaps(a, b netip.Addr) bool {
+	a, b = a.Unmap(), b.Unmap()
+	if a == b {
+		return true
+	}
+	// 0.0.0.0 takes every IPv4 address; :: takes every address.
+	return a.IsUnspecified() && (a.Is6() || b.Is4()) || b.IsUnspecified() && (b.Is6() || a.Is4())
 }
 
 func (b *builder) addr(path, s string) netip.Addr {

@@ -308,6 +308,19 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "relay speedtest beside forwarded ports on another address",
+			yaml: minimal + "domain: example.org\nrelay: {gateway: 100.101.102.103, listen: 203.0.113.7, speedtest: {listen: '100.90.0.1:443'}}\n" +
+				"gateway:\n  public: {https: '100.101.102.103:10443', trusted_relays: [100.90.0.1]}\n",
+			want: func(c *Config) {
+				c.Domain = "example.org"
+				c.Relay = &Relay{Name: "relay", FQDN: "relay.example.org", Listen: netip.MustParseAddr("203.0.113.7"),
+					Gateway: netip.MustParseAddr("100.101.102.103"), Admin: "127.0.0.1:9181",
+					ConnectTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxConnsPerSource: 256, UDPFlowTimeout: time.Minute,
+					Speedtest: &Speedtest{Listen: netip.MustParseAddrPort("100.90.0.1:443"), Interval: 10 * time.Minute, Budget: 4 << 20, Samples: 1008}}
+				c.Gateway.Public = &PublicListeners{HTTPS: []string{"100.101.102.103:10443"}, TrustedRelays: []netip.Prefix{netip.MustParsePrefix("100.90.0.1/32")}}
+			},
+		},
+		{
 			name: "anchors and aliases",
 			yaml: minimal + "domain: example.org\nservices:\n- {name: a, host: a, backend: &b 'http://10.0.0.9:80'}\n- {name: b, host: b, backend: *b}\n",
 			want: func(c *Config) {
