@@ -126,7 +126,7 @@ func (u *UDPSockets) acquire(addr string, b *udpBinding) (*udpSocket, error) {
 		set:    u,
 		addr:   addr,
 		conn:   c,
-		local:  addrPort(c.LocalAddr()),
+		local:  proxyproto.AddrPortOf(c.LocalAddr()),
 		refs:   1,
 		done:   make(chan struct{}),
 		flows:  map[flowKey]*udpFlow{},
