@@ -33,6 +33,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var load func() (relay.Options, string, error)
+	var speed func() (*daemon.SpeedtestEndpoint, error) // the relay path endpoint, only from a file
 	switch {
 	case *path != "" && (*gateway != "" || len(fwd) > 0):
 		return usageError{"use -c FILE or -gateway/-forward flags, not both"}
@@ -43,6 +44,13 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return relay.Options{}, "", err
 			}
 			return daemon.RelayFromConfig(cfg)
+		}
+		speed = func() (*daemon.SpeedtestEndpoint, error) {
+			cfg, err := config.Load(*path, config.Options{})
+			if err != nil {
+				return nil, err
+			}
+			return daemon.RelaySpeedtestFromConfig(cfg), nil
 		}
 	default:
 		ro, err := relayFromFlags(*gateway, *listen, fwd)
@@ -57,7 +65,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, _, err := load(); err != nil {
 		return reportConfigError("relay", err, stderr)
 	}
-	d := daemon.NewRelay(daemon.RelayOptions{Load: load, Watch: *path, Stderr: stderr, Version: buildVersion()})
+	d := daemon.NewRelay(daemon.RelayOptions{Load: load, Speedtest: speed, Watch: *path, Stderr: stderr, Version: buildVersion()})
 	return reportConfigError("relay", d.Run(ctx), stderr)
 }
 
