@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ type lab struct {
 	client, relay, gw, backnd netip.Addr
 	roots                     *x509.CertPool
 	gateway, relayProc        *testnet.Proc
+	udpSeen                   sync.Map // netip.AddrPort: sources in the udp backend's PROXY headers
 }
 
 const labYAML = `version: 1
@@ -117,7 +119,7 @@ func startLab(t *testing.T) *lab {
 
 	startHTTPBackend(t, n.Listen("backend", "tcp", addr(l.backnd, webPort)))
 	startTCPBackend(t, n.Listen("backend", "tcp", addr(l.backnd, tcpPort)))
-	startUDPBackend(t, n.ListenPacket("backend", "udp", addr(l.backnd, udpPort)))
+	startUDPBackend(n.ListenPacket("backend", "udp", addr(l.backnd, udpPort)), &l.udpSeen)
 
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -235,8 +237,9 @@ func startTCPBackend(t *testing.T, ln net.Listener) {
 }
 
 // startUDPBackend answers each datagram, which must start with a PROXY v2
-// header, with "from SOURCE: PAYLOAD", to whoever sent it.
-func startUDPBackend(t *testing.T, pc net.PacketConn) {
+// header, with "from SOURCE: PAYLOAD", to whoever sent it, and notes each
+// SOURCE in seen.
+func startUDPBackend(pc net.PacketConn, seen *sync.Map) {
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
@@ -248,6 +251,7 @@ func startUDPBackend(t *testing.T, pc net.PacketConn) {
 			if h, payload, err := proxyproto.ParseV2Datagram(buf[:m]); err != nil {
 				reply = "no PROXY header: " + err.Error()
 			} else {
+				seen.Store(h.Source, true)
 				reply = fmt.Sprintf("from %s: %s", h.Source, payload)
 			}
 			_, _ = pc.WriteTo([]byte(reply), from)
@@ -419,12 +423,6 @@ func TestRelayToGateway(t *testing.T) {
 	})
 
 	t.Run("udp", func(t *testing.T) {
-		// Gateway-side udp services are being written as this test is;
-		// until they land the gateway says so at start, and only then is
-		// this case skipped.
-		if strings.Contains(l.gateway.Output(), "udp ports are not served by the gateway yet") {
-			t.Skip("gateway udp services not landed yet")
-		}
 		var pc net.PacketConn
 		err := l.n.Do("client", func() (err error) {
 			pc, err = net.ListenPacket("udp4", addr(l.client, 0))
@@ -459,6 +457,29 @@ func TestRelayToGateway(t *testing.T) {
 		if want := fmt.Sprintf("from %s: ping", pc.LocalAddr()); reply != want {
 			t.Errorf("udp backend answered %q, want %q (it must see the client in the PROXY header)", reply, want)
 		}
+
+		// The client host playing relay: a datagram with a forged header
+		// straight to the gateway is dropped, and answers nothing.
+		forged := (&proxyproto.Header{
+			Command:     proxyproto.Proxy,
+			Transport:   proxyproto.UDP,
+			Source:      netip.MustParseAddrPort("192.0.2.7:40000"),
+			Destination: netip.AddrPortFrom(l.relay, udpPort),
+		}).AppendV2(nil)
+		gw := net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.gw, udpPort))
+		if _, err := pc.WriteTo(append(forged, "forged"...), gw); err != nil {
+			t.Fatal(err)
+		}
+		_ = pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if m, from, err := pc.ReadFrom(buf); err == nil {
+			t.Errorf("gateway udp %d answered a host that is not a trusted relay: %q from %s", udpPort, buf[:m], from)
+		}
+		l.udpSeen.Range(func(src, _ any) bool {
+			if src.(netip.AddrPort).Addr() != l.client {
+				t.Errorf("udp backend saw a datagram from %v, want only the client's", src)
+			}
+			return true
+		})
 	})
 }
 
