@@ -186,6 +186,7 @@ func (b *builder) build(f *file) *Config {
 	c.DNS = b.dns(f.DNS)
 	c.Relay = b.relay(f.Relay, c.Domain)
 	c.Gateway = b.gateway(f.Gateway, c.Domain)
+	b.relayTarget(c)
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
 	b.speedtestClash(c)
@@ -752,4 +753,30 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// relayTarget checks that the relay forwards to where the gateway's public
+// listeners are: a relay aimed at another address sends its PROXY headers to
+// nothing that expects them. Listeners on every address (0.0.0.0, [::]) match.
+func (b *builder) relayTarget(c *Config) {
+	if c.Relay == nil || c.Gateway.Public == nil || !c.Relay.Gateway.IsValid() {
+		return
+	}
+	pub := c.Gateway.Public
+	var hosts []string
+	for _, a := range append(append([]string{}, pub.HTTPS...), pub.HTTP...) {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return // reported already
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || ip.IsUnspecified() || ip.Unmap() == c.Relay.Gateway.Unmap() {
+			return
+		}
+		hosts = append(hosts, a)
+	}
+	if len(hosts) > 0 {
+		b.fail("relay.gateway", "the relay forwards to %s, but the public listeners are on %s: set relay.gateway to the gateway's VPN address",
+			c.Relay.Gateway, strings.Join(hosts, ", "))
+	}
 }
