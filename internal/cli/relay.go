@@ -104,6 +104,14 @@ func relayFromFlags(gateway, listen string, fwd []string) (relay.Options, error)
 			Target:  net.JoinHostPort(gw.String(), to),
 			PeekTLS: proto == "tcp" && p == 443,
 		})
+		if proto == "tcp" && p == 80 {
+			// The gateway's plain-HTTP public listener answers the relay's probe;
+			// other ports may be anything (mail, SSH) and are never probed.
+			ro.ProbeTargets = append(ro.ProbeTargets, net.JoinHostPort(gw.String(), to))
+		}
+	}
+	if len(ro.ProbeTargets) == 0 {
+		ro.ProbeInterval = -1
 	}
 	return ro, nil
 }
