@@ -22,15 +22,16 @@ const module = "github.com/labgate/labgate/"
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
 	"internal/cli":        {"internal/config", "internal/daemon", "internal/relay", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
-	"internal/relay":      {"internal/proxyproto"},
+	"internal/relay":      {"internal/proxyproto", "internal/tlspeek"},
 	"internal/gateway":    {"internal/config"},
 	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
+	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
 	"internal/testnet":    {},
 }

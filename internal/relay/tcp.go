@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labgate/labgate/internal/proxyproto"
+	"github.com/labgate/labgate/internal/tlspeek"
 )
 
 type tcpListener struct {
@@ -92,8 +93,8 @@ var peekBufs = sync.Pool{New: func() any { return new(peekBuf) }}
 const headerRoom = 1024 // > the largest header AppendV2 writes with our TLVs
 
 type peekBuf struct {
-	b       [headerRoom + maxPeek]byte
-	scratch [maxPeek]byte
+	b       [headerRoom + tlspeek.MaxPeek]byte
+	scratch [tlspeek.MaxPeek]byte
 }
 
 func (r *Relay) handleTCP(tc *tcpConn, src netip.AddrPort) {
@@ -195,7 +196,7 @@ func (tc *tcpConn) ended(err error, dst *net.TCPConn) {
 // it holds a complete ClientHello, the bytes are not TLS, the buffer is full
 // or timeout passes. It returns how many bytes it read (all of which must be
 // forwarded) and what it found.
-func peekHello(c *net.TCPConn, pb *peekBuf, timeout time.Duration) (int, ClientHello) {
+func peekHello(c *net.TCPConn, pb *peekBuf, timeout time.Duration) (int, tlspeek.ClientHello) {
 	buf := pb.b[headerRoom:]
 	c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
@@ -203,24 +204,24 @@ func peekHello(c *net.TCPConn, pb *peekBuf, timeout time.Duration) (int, ClientH
 	for n < len(buf) {
 		m, err := c.Read(buf[n:])
 		n += m
-		msg, st := scanHello(buf[:n], pb.scratch[:0])
+		msg, st := tlspeek.Scan(buf[:n], pb.scratch[:0])
 		switch st {
-		case helloComplete:
-			ch, perr := ParseClientHello(msg)
+		case tlspeek.Complete:
+			ch, perr := tlspeek.ParseClientHello(msg)
 			if perr != nil {
-				return n, ClientHello{}
+				return n, tlspeek.ClientHello{}
 			}
 			return n, ch
-		case helloNotTLS:
-			return n, ClientHello{}
+		case tlspeek.NotTLS:
+			return n, tlspeek.ClientHello{}
 		}
 		if err != nil {
 			// Timeout or EOF: forward what arrived. A read error shows
 			// again on the next read, in the copy.
-			return n, ClientHello{}
+			return n, tlspeek.ClientHello{}
 		}
 	}
-	return n, ClientHello{}
+	return n, tlspeek.ClientHello{}
 }
 
 func dialReason(err error) string {

@@ -1,11 +1,11 @@
-package relay
+package tlspeek
 
 import (
 	"errors"
 	"strings"
 )
 
-// ClientHello is what the relay reads from a TLS ClientHello without
+// ClientHello is what a peek reads from a TLS ClientHello without
 // decrypting anything: the server name the client asked for and the
 // application protocols it offered, most preferred first.
 type ClientHello struct {
@@ -15,8 +15,8 @@ type ClientHello struct {
 	ALPN []string
 }
 
-// errNotHello is wrapped by every ParseClientHello error.
-var errNotHello = errors.New("relay: not a TLS ClientHello")
+// ErrNotHello is wrapped by every ParseClientHello error.
+var ErrNotHello = errors.New("tlspeek: not a TLS ClientHello")
 
 // TLS wire constants (RFC 8446, RFC 6066, RFC 7301).
 const (
@@ -27,66 +27,66 @@ const (
 	extServerName      = 0
 	extALPN            = 16
 	sniHostName        = 0
-	maxPeek            = 16 << 10 // bytes the relay reads before giving up on a ClientHello
+	MaxPeek            = 16 << 10 // bytes read before giving up on a ClientHello
 	maxServerNameBytes = 253
 )
 
-// helloStatus says whether a peek buffer holds a complete ClientHello.
-type helloStatus int
+// Status says whether a peek buffer holds a complete ClientHello.
+type Status int
 
 const (
-	helloMore     helloStatus = iota // a TLS handshake so far: read on
-	helloComplete                    // the whole ClientHello message is in
-	helloNotTLS                      // not a TLS ClientHello (or too large): forward as is
+	More     Status = iota // a TLS handshake so far: read on
+	Complete               // the whole ClientHello message is in
+	NotTLS                 // not a TLS ClientHello (or too large): forward as is
 )
 
-// scanHello reports whether buf, the first bytes a client sent, holds a
+// Scan reports whether buf, the first bytes a client sent, holds a
 // complete ClientHello handshake message, possibly spread over several
-// handshake records. With helloComplete it returns the message (type and
+// handshake records. With Complete it returns the message (type and
 // length included): a subslice of buf when it sits in the first record, else
 // assembled in scratch.
-func scanHello(buf, scratch []byte) ([]byte, helloStatus) {
+func Scan(buf, scratch []byte) ([]byte, Status) {
 	msg := scratch[:0]
 	single := true
 	for off := 0; ; {
 		if len(buf)-off < recordHeaderLen {
 			if len(buf) > off && buf[off] != recordHandshake {
-				return nil, helloNotTLS
+				return nil, NotTLS
 			}
-			return nil, helloMore
+			return nil, More
 		}
 		h := buf[off : off+recordHeaderLen]
 		n := int(h[3])<<8 | int(h[4])
 		if h[0] != recordHandshake || h[1] != 3 || n == 0 || n > maxRecordLen {
-			return nil, helloNotTLS
+			return nil, NotTLS
 		}
-		if off+recordHeaderLen+n > maxPeek {
-			return nil, helloNotTLS
+		if off+recordHeaderLen+n > MaxPeek {
+			return nil, NotTLS
 		}
 		if len(buf) < off+recordHeaderLen+n {
-			return nil, helloMore
+			return nil, More
 		}
 		frag := buf[off+recordHeaderLen : off+recordHeaderLen+n]
 		if single && off == 0 && len(frag) >= 4 {
 			if frag[0] != handshakeHello {
-				return nil, helloNotTLS
+				return nil, NotTLS
 			}
 			if need := 4 + (int(frag[1])<<16 | int(frag[2])<<8 | int(frag[3])); need <= len(frag) {
-				return frag[:need], helloComplete
+				return frag[:need], Complete
 			}
 		}
 		single = false
 		msg = append(msg, frag...)
 		if len(msg) >= 4 {
 			if msg[0] != handshakeHello {
-				return nil, helloNotTLS
+				return nil, NotTLS
 			}
 			need := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
-			if need > maxPeek {
-				return nil, helloNotTLS
+			if need > MaxPeek {
+				return nil, NotTLS
 			}
 			if need <= len(msg) {
-				return msg[:need], helloComplete
+				return msg[:need], Complete
 			}
 		}
 		off += recordHeaderLen + n
@@ -236,8 +236,8 @@ func helloErr(msg string) error {
 
 type helloError struct{ msg string }
 
-func (e *helloError) Error() string { return "relay: ClientHello: " + e.msg }
-func (e *helloError) Unwrap() error { return errNotHello }
+func (e *helloError) Error() string { return "tlspeek: ClientHello: " + e.msg }
+func (e *helloError) Unwrap() error { return ErrNotHello }
 
 // cursor reads big-endian TLS vectors off the front of a byte slice.
 type cursor []byte

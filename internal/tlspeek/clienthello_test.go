@@ -1,4 +1,4 @@
-package relay
+package tlspeek
 
 import (
 	"crypto/tls"
@@ -72,12 +72,12 @@ func TestParseClientHello(t *testing.T) {
 				buf := splitRecords(rec, size)
 				// Every prefix is incomplete; the whole is complete.
 				for i := range len(buf) {
-					if _, st := scanHello(buf[:i], make([]byte, 0, maxPeek)); st != helloMore {
+					if _, st := Scan(buf[:i], make([]byte, 0, MaxPeek)); st != More {
 						t.Fatalf("record size %d: prefix %d: status %d, want more", size, i, st)
 					}
 				}
-				msg, st := scanHello(buf, make([]byte, 0, maxPeek))
-				if st != helloComplete {
+				msg, st := Scan(buf, make([]byte, 0, MaxPeek))
+				if st != Complete {
 					t.Fatalf("record size %d: status %d", size, st)
 				}
 				got, err := ParseClientHello(msg)
@@ -102,7 +102,7 @@ func TestScanHelloNotTLS(t *testing.T) {
 		"\x16\x03\x01\x00\x04\x02\x00\x00\x00", // a ServerHello
 		"\x17\x03\x03\x00\x10",                 // application data
 	} {
-		if _, st := scanHello([]byte(in), nil); st != helloNotTLS {
+		if _, st := Scan([]byte(in), nil); st != NotTLS {
 			t.Errorf("%q: status %d, want not TLS", in, st)
 		}
 	}
@@ -128,7 +128,7 @@ func TestParseClientHelloStrict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseClientHello(tt.in)
-			if !errors.Is(err, errNotHello) {
+			if !errors.Is(err, ErrNotHello) {
 				t.Errorf("err = %v, want a ClientHello error", err)
 			}
 		})
@@ -192,7 +192,7 @@ func FuzzParseClientHello(f *testing.F) {
 	}
 	f.Add([]byte("\x16\x03\x01\x00\x04\x01\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if msg, st := scanHello(in, make([]byte, 0, maxPeek)); st == helloComplete {
+		if msg, st := Scan(in, make([]byte, 0, MaxPeek)); st == Complete {
 			if len(msg) > len(in) {
 				t.Fatalf("message of %d bytes from %d", len(msg), len(in))
 			}
@@ -200,8 +200,8 @@ func FuzzParseClientHello(f *testing.F) {
 		}
 		ch, err := ParseClientHello(in)
 		if err != nil {
-			if !errors.Is(err, errNotHello) {
-				t.Fatalf("error %v does not wrap errNotHello", err)
+			if !errors.Is(err, ErrNotHello) {
+				t.Fatalf("error %v does not wrap ErrNotHello", err)
 			}
 			return
 		}
