@@ -217,17 +217,27 @@ type Service struct {
 	Hosts  []string // fully qualified, lower case, no trailing dot; may be empty for tcp-only services
 	Path   string   // path prefix, "/" by default
 	Expose Class
-	// Exactly one of Backends, Static and Echo is set for an HTTP service.
-	Backends   []*url.URL
-	Static     string // a directory served as files
-	Echo       bool   // answer with a description of the request
-	BackendTLS BackendTLS
-	Health     *Health
-	Metrics    string
-	Alert      []string
-	TCP        []L4Route
-	UDP        []L4Route
-	AllowHTTP  bool // serve plain HTTP instead of redirecting to HTTPS
+	// Exactly one of Backends, Static, Echo and Passthrough is set for a service with hosts.
+	Backends []*url.URL
+	Static   string // a directory served as files
+	Echo     bool   // answer with a description of the request
+	// Passthrough, when set, forwards TLS connections for Hosts undecrypted
+	// (routed by SNI) to a backend that terminates TLS itself.
+	Passthrough *Passthrough
+	BackendTLS  BackendTLS
+	Health      *Health
+	Metrics     string
+	Alert       []string
+	TCP         []L4Route
+	UDP         []L4Route
+	AllowHTTP   bool // serve plain HTTP instead of redirecting to HTTPS
+}
+
+// Passthrough forwards TLS connections, routed by SNI, to a backend that
+// terminates TLS itself.
+type Passthrough struct {
+	Backend       string // host:port
+	ProxyProtocol string // "", "v1", "v2"
 }
 
 // BackendTLS configures how labgate verifies HTTPS backends.
@@ -252,5 +262,6 @@ type L4Route struct {
 	ProxyProtocol string // "", "v1", "v2"
 }
 
-// HTTP reports whether the service is reached over HTTP (by host).
-func (s *Service) HTTP() bool { return len(s.Hosts) > 0 }
+// HTTP reports whether the service is reached over HTTP (by host): it has
+// hosts and is not a TLS passthrough.
+func (s *Service) HTTP() bool { return len(s.Hosts) > 0 && s.Passthrough == nil }

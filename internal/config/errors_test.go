@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 			name: "unknown key with did you mean",
 			yaml: "version: 1\nservices:\n- nmae: a\n  host: x.example.org\n  echo: true\n",
 			want: []string{
-				"lab.yaml:3:3: services[0].nmae: unknown key \"nmae\" (did you mean \"name\"?) (valid keys: name, host, hosts, path, expose, backend, backends, static, echo, backend_tls, allow_http, health, metrics, alert, tcp, udp)",
+				"lab.yaml:3:3: services[0].nmae: unknown key \"nmae\" (did you mean \"name\"?) (valid keys: name, host, hosts, path, expose, backend, backends, static, echo, passthrough, backend_tls, allow_http, health, metrics, alert, tcp, udp)",
 				"lab.yaml:3:3: services[0].name: missing (required)",
 			},
 		},

@@ -252,6 +252,11 @@ type fileService struct {
 	// Echo answers every request itself with what labgate saw and what a backend would get
 	// (client address, forwarded headers): for trying labgate out and for debugging a relay.
 	Echo bool `yaml:"echo" default:"false"`
+	// Passthrough forwards TLS connections for the service's hosts, still encrypted, to a
+	// backend that terminates TLS itself with its own certificate: labgate reads only the
+	// server name the client asks for and never holds a certificate for these hosts. Set
+	// host (or hosts) with it, and none of backend, backends, static and echo.
+	Passthrough *filePassthrough `yaml:"passthrough"`
 	// BackendTLS configures how https:// backends are verified.
 	BackendTLS fileBackendTLS `yaml:"backend_tls"`
 	// AllowHTTP serves the service on the HTTP listeners instead of redirecting to HTTPS.
@@ -294,5 +299,13 @@ type fileL4 struct {
 	// Backend address, host:port.
 	Backend string `yaml:"backend" required:"" example:"192.168.1.30:25"`
 	// ProxyProtocol sends a PROXY header with the real client address to the backend.
+	ProxyProtocol string `yaml:"proxy_protocol" default:"none" enum:"none|v1|v2"`
+}
+
+type filePassthrough struct {
+	// Backend address, host:port, of a server that speaks TLS itself (often port 443).
+	Backend string `yaml:"backend" required:"" example:"192.168.1.40:443"`
+	// ProxyProtocol sends a PROXY header with the real client address to the backend,
+	// before the client's TLS bytes. Only for a backend configured to expect one.
 	ProxyProtocol string `yaml:"proxy_protocol" default:"none" enum:"none|v1|v2"`
 }

@@ -583,8 +583,10 @@ func (b *builder) url(path, s string, schemes ...string) *url.URL {
 func (b *builder) services(fs []*fileService, c *Config) []*Service {
 	var out []*Service
 	names := map[string]string{}
-	routes := map[string]string{} // host+path -> service path
-	ports := map[string]string{}  // class/proto/port -> path
+	routes := map[string]string{}    // host+path -> service path
+	httpHosts := map[string]string{} // host -> path of an HTTP service on it
+	ptHosts := map[string]string{}   // host -> path of a passthrough service on it
+	ports := map[string]string{}     // class/proto/port -> path
 	receivers := map[string]bool{}
 	for _, r := range c.Alerts {
 		receivers[r.Name] = true
@@ -629,6 +631,19 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 			b.fail(path+".path", "%q must start with /", s.Path)
 		}
 		for _, h := range s.Hosts {
+			if f.Passthrough != nil {
+				if prev, dup := ptHosts[h]; dup {
+					b.fail(path, "%s is already passed through by %s", h, prev)
+				} else if prev, dup := httpHosts[h]; dup {
+					b.fail(path, "%s is served by %s: a passthrough service needs hosts of its own", h, prev)
+				}
+				ptHosts[h] = path
+				continue
+			}
+			if prev, dup := ptHosts[h]; dup {
+				b.fail(path, "%s is passed through by %s: it cannot also be served here", h, prev)
+			}
+			httpHosts[h] = path
 			key := h + strings.TrimSuffix(s.Path, "/")
 			if prev, dup := routes[key]; dup {
 				b.fail(path, "%s%s is already served by %s", h, s.Path, prev)
@@ -664,11 +679,31 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 		if f.BackendTLS.CAFile != "" {
 			s.BackendTLS.CAFile = b.existingFile(path+".backend_tls.ca_file", f.BackendTLS.CAFile)
 		}
-		switch kinds := btoi(len(backends) > 0) + btoi(f.Static != "") + btoi(f.Echo); {
+		if pt := f.Passthrough; pt != nil {
+			s.Passthrough = &Passthrough{Backend: b.hostPort(path+".passthrough.backend", pt.Backend)}
+			if pt.ProxyProtocol != "none" {
+				s.Passthrough.ProxyProtocol = pt.ProxyProtocol
+			}
+			switch {
+			case len(backends) > 0 || f.Static != "" || f.Echo:
+				b.fail(path+".passthrough", "a passthrough service has no backend, backends, static or echo: its backend is passthrough.backend")
+			case len(hosts) == 0:
+				b.fail(path+".passthrough", "set host (or hosts): the server names passed through")
+			case s.Path != "/":
+				b.fail(path+".path", "a passthrough service takes whole hosts: no path (labgate does not see requests)")
+			case f.AllowHTTP:
+				b.fail(path+".allow_http", "a passthrough service is TLS only")
+			case f.Health != nil || f.Metrics != "":
+				b.fail(path+".passthrough", "health and metrics need HTTP to the backend: a passthrough service has neither")
+			}
+		}
+		switch kinds := btoi(len(backends) > 0) + btoi(f.Static != "") + btoi(f.Echo) + btoi(f.Passthrough != nil); {
+		case s.Passthrough != nil:
+			// Checked above.
 		case kinds > 1:
 			b.fail(path, "set only one of backend (or backends), static and echo")
 		case len(hosts) > 0 && kinds == 0:
-			b.fail(path, "a service with a host needs backend, backends, static or echo")
+			b.fail(path, "a service with a host needs backend, backends, static, echo or passthrough")
 		case len(hosts) == 0 && kinds > 0:
 			b.fail(path, "backend, static or echo without host: set host (or hosts) to route HTTP to it")
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
 	"github.com/labgate/labgate/internal/proxyproto"
+	"github.com/labgate/labgate/internal/tlspeek"
 )
 
 // generation is everything that serves one config.
@@ -49,6 +50,10 @@ type server struct {
 	pipe   *listen.Pipe
 	srv    *http.Server
 	tls    bool
+	// passthrough, on an HTTPS listener whose class reaches TLS
+	// passthrough services, is the listener as the l4 router knows it:
+	// each connection's ClientHello is read first, to route by SNI.
+	passthrough *l4.Listener
 }
 
 // Check builds what serve would build from cfg, without binding, starting
@@ -124,6 +129,13 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		}
 		if useTLS {
 			s.srv.TLSConfig = &tls.Config{GetCertificate: source.GetCertificate, MinVersion: tls.VersionTLS12}
+			if router.HasPassthrough(class) {
+				port := 0
+				if _, p, err := net.SplitHostPort(addr); err == nil {
+					port, _ = strconv.Atoi(p)
+				}
+				s.passthrough = &l4.Listener{Class: class, Proto: "tcp", Addr: addr, Port: port}
+			}
 		}
 		g.servers = append(g.servers, s)
 		return nil
@@ -273,6 +285,18 @@ func (g *generation) attach() {
 		}()
 		s := s
 		policy, pipe := s.policy, s.pipe
+		if pt := s.passthrough; pt != nil {
+			router, timeout := g.l4, g.cfg.Gateway.Limits.ReadHeaderTimeout
+			s.ln.SetHandler(func(c net.Conn) {
+				if policy != nil {
+					if c = policy.Admit(c); c == nil {
+						return
+					}
+				}
+				go passthroughOrDeliver(router, *pt, timeout, c, pipe)
+			})
+			continue
+		}
 		s.ln.SetHandler(func(c net.Conn) {
 			if policy != nil {
 				if c = policy.Admit(c); c == nil {
@@ -286,6 +310,21 @@ func (g *generation) attach() {
 	}
 	for _, r := range g.raw {
 		r.ln.SetHandler(r.handle)
+	}
+}
+
+// passthroughOrDeliver reads the ClientHello of c, admitted on the HTTPS
+// listener l, for up to timeout: a server name of a passthrough service goes
+// to the l4 router, raw; anything else (other names, no SNI, not TLS, too
+// slow) goes to the HTTP server with the bytes read replayed, as if nothing
+// had been read.
+func passthroughOrDeliver(router *l4.Router, l l4.Listener, timeout time.Duration, c net.Conn, pipe *listen.Pipe) {
+	hello, rc, err := tlspeek.Peek(c, timeout)
+	if err == nil && router.HandleTLS(l, c, hello.ServerName, rc.(*tlspeek.Conn).Peeked()) {
+		return
+	}
+	if !pipe.Deliver(rc) {
+		rc.Close()
 	}
 }
 
@@ -346,12 +385,16 @@ func needsTLS(cfg *config.Config) bool {
 		cfg.Gateway.Private != nil && len(cfg.Gateway.Private.HTTPS) > 0
 }
 
-// certNames are the names TLS listeners answer for: every service host, and
+// certNames are the names TLS listeners answer for: every service host but
+// those of TLS passthrough services, and
 // the domain's wildcard when private services share one certificate.
 func certNames(cfg *config.Config) []string {
 	var names []string
 	seen := map[string]bool{}
 	for _, s := range cfg.Services {
+		if s.Passthrough != nil {
+			continue // the backend holds the certificate
+		}
 		for _, h := range s.Hosts {
 			if cfg.TLS.PrivateWildcard && s.Expose == config.Private && cfg.Domain != "" && isChildOf(h, cfg.Domain) {
 				h = "*." + cfg.Domain

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,6 +163,8 @@ type Router struct {
 	flows  map[*flow]struct{}
 	wg     sync.WaitGroup
 
+	passthrough [2]map[string]*config.Service // per class: exact hosts and "*.parent" wildcards
+
 	udpState
 }
 
@@ -209,6 +212,19 @@ func New(cfg *config.Config, opts Options) (*Router, error) {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.initUDP(cfg, opts)
 	for _, s := range cfg.Services {
+		if s.Passthrough != nil {
+			for _, class := range []config.Class{config.Private, config.Public} {
+				if class == config.Public && s.Expose != config.Public {
+					continue
+				}
+				if r.passthrough[class] == nil {
+					r.passthrough[class] = map[string]*config.Service{}
+				}
+				for _, h := range s.Hosts {
+					r.passthrough[class][h] = s
+				}
+			}
+		}
 		for _, tr := range s.TCP {
 			rt := &route{service: s.Name, port: tr.Port, backend: tr.Backend, proxy: tr.ProxyProtocol,
 				m: opts.Metrics.forRoute(s.Name, tr.Port)}
@@ -253,6 +269,55 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 		r.metrics.count("", l.Port, ResultNoRoute)
 		return
 	}
+	r.serve(l, rt, c, nil)
+}
+
+// HasPassthrough reports whether a TLS passthrough service is reachable from
+// class: only then do the HTTPS listeners of that class need to read the
+// ClientHello before the TLS handshake.
+func (r *Router) HasPassthrough(class config.Class) bool {
+	return len(r.passthrough[class]) > 0
+}
+
+// passthroughFor returns the passthrough service of class whose hosts match
+// serverName (lower case): exactly, else by a one-label wildcard.
+func (r *Router) passthroughFor(class config.Class, serverName string) *config.Service {
+	m := r.passthrough[class]
+	if m == nil || serverName == "" {
+		return nil
+	}
+	if s, ok := m[serverName]; ok {
+		return s
+	}
+	if _, parent, ok := strings.Cut(serverName, "."); ok && parent != "" {
+		return m["*."+parent]
+	}
+	return nil
+}
+
+// HandleTLS serves a connection that arrived on the HTTPS listener l when
+// serverName, the SNI of its ClientHello, is a host of a TLS passthrough
+// service reachable from l's class. peeked are the bytes already read from
+// c (the ClientHello): they go to the backend first, after the PROXY header
+// the service may ask for, then the rest of c is copied as Handle copies
+// (with the same metrics and logs, port being l's). c must be the
+// connection the bytes were read from (not a replaying wrapper), so that
+// the copy splices. It blocks until the connection ends and reports true;
+// with no such service it returns false at once without touching c.
+func (r *Router) HandleTLS(l Listener, c net.Conn, serverName string, peeked []byte) bool {
+	s := r.passthroughFor(l.Class, serverName)
+	if s == nil {
+		return false
+	}
+	rt := &route{service: s.Name, port: l.Port, backend: s.Passthrough.Backend, proxy: s.Passthrough.ProxyProtocol,
+		m: r.metrics.forRoute(s.Name, l.Port)}
+	r.serve(l, rt, c, peeked)
+	return true
+}
+
+// serve forwards c on rt, after peeked when the client's first bytes were
+// already read.
+func (r *Router) serve(l Listener, rt *route, c net.Conn, peeked []byte) {
 	pc, _ := c.(*proxyproto.Conn)
 	if l.Class == config.Public && pc == nil {
 		// A wiring mistake: the socket's peer would pass for the client.
@@ -292,8 +357,13 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 
 	start := time.Now()
 	bc, err := r.dialer.DialContext(r.ctx, "tcp", rt.backend)
-	if err == nil && rt.proxy != "" {
-		_, err = bc.Write(proxyHeader(rt.proxy, cmd, client, local))
+	if err == nil && (rt.proxy != "" || len(peeked) > 0) {
+		var first []byte
+		if rt.proxy != "" {
+			first = proxyHeader(rt.proxy, cmd, client, local)
+		}
+		// One write: the header and the client's first bytes.
+		_, err = bc.Write(append(first, peeked...))
 		if err != nil {
 			bc.Close()
 		}
@@ -315,7 +385,9 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 	}
 
 	rt.m.active(1)
+	rt.m.addIn(int64(len(peeked)))
 	in, out, result, cause := r.splice(f, rt.m)
+	in += int64(len(peeked))
 	attrs := []any{"backend", rt.backend, "result", result, "bytes_in", in, "bytes_out", out,
 		"duration", time.Since(start).Round(time.Millisecond)}
 	if cause != nil {
