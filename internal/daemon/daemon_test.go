@@ -127,12 +127,18 @@ services:
 func startLab(t *testing.T) *lab { return startLabWatching(t, true) }
 
 func startLabWatching(t *testing.T, follow bool) *lab {
+	return startLabWith(t, follow, "")
+}
+
+// startLabWith starts a lab whose file is labConfig with extra appended
+// (more services, for one).
+func startLabWith(t *testing.T, follow bool, extra string) *lab {
 	t.Helper()
 	l := &lab{t: t, dir: t.TempDir(), logs: &syncBuffer{}, backend: map[string]*httptest.Server{}}
 	l.backend["www"] = newBackend(t, "www")
 	l.backend["vault"] = newBackend(t, "vault")
 	l.file = filepath.Join(l.dir, "lab.yaml")
-	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL))
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + extra)
 
 	ready := make(chan struct{})
 	watch := l.file
