@@ -23,7 +23,7 @@ func normalizeHost(h string) string {
 			return ""
 		}
 		h = h[1:end]
-		if h == "" || strings.IndexByte(h, ':') < 0 {
+		if h == "" || strings.IndexByte(h, ':') < 0 || strings.IndexByte(h, '[') >= 0 {
 			return "" // brackets hold only IPv6 literals
 		}
 	} else if i := strings.IndexByte(h, ':'); i >= 0 {
@@ -37,6 +37,9 @@ func normalizeHost(h string) string {
 		}
 	}
 	h = strings.TrimRight(h, ".")
+	if strings.ContainsAny(h, "[]") {
+		return "" // a stray bracket: no host name or address has one
+	}
 	return lowerASCII(h)
 }
 
