@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"internal/speedtest":  {},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
-	"internal/testnet":    {},
+	"internal/testnet":    {"internal/testpeer"},
 }
 
 func TestImportRules(t *testing.T) {

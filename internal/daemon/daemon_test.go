@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/labgate/labgate/internal/config"
+
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 // Listener addresses: port 0 on distinct loopback addresses, so one config
@@ -81,25 +82,8 @@ type lab struct {
 	root    *x509.CertPool
 	cancel  context.CancelFunc
 	done    chan error
-	logs    *syncBuffer
+	logs    *testpeer.Buffer
 	backend map[string]*httptest.Server
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // labConfig is the file under test; %[1]s and %[2]s are the backends of the
@@ -134,7 +118,7 @@ func startLabWatching(t *testing.T, follow bool) *lab {
 // (more services, for one).
 func startLabWith(t *testing.T, follow bool, extra string) *lab {
 	t.Helper()
-	l := &lab{t: t, dir: t.TempDir(), logs: &syncBuffer{}, backend: map[string]*httptest.Server{}}
+	l := &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
 	l.backend["www"] = newBackend(t, "www")
 	l.backend["vault"] = newBackend(t, "vault")
 	l.file = filepath.Join(l.dir, "lab.yaml")

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/labgate/labgate/internal/config"
+
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 func TestMain(m *testing.M) {
@@ -60,34 +60,16 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
-// syncBuffer is a log destination tests can read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testGateway struct {
 	*Gateway
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *testpeer.Buffer
 }
 
 func newTestGateway(t testing.TB, lim config.Limits, services ...*config.Service) *testGateway {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testpeer.Buffer{}
 	for _, s := range services {
 		if s.Path == "" {
 			s.Path = "/"

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 // restartable is a backend that can be killed and started again on the same address.
@@ -516,7 +517,7 @@ func TestHTTPHandler(t *testing.T) {
 
 func TestAccessLogAndMetrics(t *testing.T) {
 	be := startBackend(t, "b")
-	var access syncBuffer
+	var access testpeer.Buffer
 	reg := prometheus.NewRegistry()
 	cfg := &config.Config{Services: []*config.Service{
 		{Name: "s", Hosts: []string{"s.example.com"}, Path: "/", Expose: config.Public, Backends: []*url.URL{mustURL(t, be.URL)}},

@@ -1,7 +1,6 @@
 package testnet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,13 +12,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 // Proc is a process running inside a host, started by [Net.Start].
 type Proc struct {
 	host, name string
 	cmd        *exec.Cmd
-	out        syncBuffer
+	out        testpeer.Buffer
 	done       chan struct{} // closed when the process has exited and been reaped
 	err        error         // cmd.Wait's result, set before done is closed
 	grace      time.Duration // between SIGTERM and SIGKILL
@@ -140,21 +141,4 @@ func (n *Net) Run(host, name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s on %s: %w", name, host, err)
 	}
 	return string(out), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -36,13 +36,13 @@ func Need(t testing.TB, name string, alternatives ...string) string {
 // Process is a running peer.
 type Process struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *Buffer
 }
 
 // Start runs a peer in its own session and stops it (by PID) at cleanup.
 func Start(t testing.TB, path string, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(path, args...), out: &syncBuffer{}}
+	p := &Process{cmd: exec.Command(path, args...), out: &Buffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -97,18 +97,20 @@ func FreePort(t testing.TB, host string) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-type syncBuffer struct {
+// Buffer is an output or log destination that tests can read while others
+// write to it.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

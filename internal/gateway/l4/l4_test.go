@@ -23,6 +23,8 @@ import (
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/listen"
 	"github.com/labgate/labgate/internal/proxyproto"
+
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 func TestMain(m *testing.M) {
@@ -114,31 +116,13 @@ func (b *backend) next(t *testing.T) received {
 	}
 }
 
-// syncBuffer is a log destination tests can read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gateway is a Router behind real listeners, wired as the daemon wires it:
 // a public listener admits only the relay and requires its PROXY header
 // (listen.Policy), a private one admits everyone without.
 type gateway struct {
 	r    *Router
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testpeer.Buffer
 	wg   sync.WaitGroup
 }
 
@@ -153,7 +137,7 @@ func newGateway(t *testing.T, opts Options, services ...*config.Service) *gatewa
 		},
 		Services: services,
 	}
-	g := &gateway{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	g := &gateway{reg: prometheus.NewRegistry(), logs: &testpeer.Buffer{}}
 	opts.Log = slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Metrics = NewMetrics(g.reg)
 	r, err := New(cfg, opts)
