@@ -484,29 +484,8 @@ main() {
   LABGATE_CONFIG=$TMP/labgate.yaml
   write_labgate_config "$LABGATE_CONFIG" "$BACKEND_PORT" 0
 
-  local id failed=0 round
-  for ((round = 1; round <= ROUNDS; round++)); do
-    ((ROUNDS == 1)) || log "### round $round of $ROUNDS"
-    for id in "${SELECTED[@]}"; do
-      [[ -n ${R_FAILED[$id]:-} ]] || run_path "$id"
-    done
-  done
-
-  local table
-  table=$(report)
-  echo
-  echo "$table"
-  local out=${RESULTS:-$BENCH_DIR/results/http-$(date -u +%Y-%m-%d-%H%M).md}
-  if [[ $out != - ]]; then
-    mkdir -p "$(dirname "$out")"
-    echo "$table" >"$out"
-    log "written to $out"
-  fi
-  for id in "${SELECTED[@]}"; do
-    [[ -z ${R_FAILED[$id]:-} ]] || failed=1
-  done
-  ((failed == 0)) || log "some paths failed: see above"
-  return "$failed"
+  run_rounds
+  finish_report http
 }
 
 main "$@"

@@ -239,3 +239,36 @@ start_labgate() {
   server_failed "$LABGATE_PID" "no $TMP/state/ca/root.crt"
   return 1
 }
+
+# run_rounds runs every selected path ROUNDS times, the paths interleaved,
+# leaving out a path once it has failed.
+run_rounds() {
+  local round id
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "### round $round of $ROUNDS"
+    for id in "${SELECTED[@]}"; do
+      [[ -n ${R_FAILED[$id]:-} ]] || run_path "$id"
+    done
+  done
+}
+
+# finish_report NAME prints the report, writes it to
+# bench/results/NAME-<date>.md (or $RESULTS; "-" writes nothing), and fails
+# when a path failed.
+finish_report() {
+  local table out id failed=0
+  table=$(report)
+  echo
+  echo "$table"
+  out=${RESULTS:-$BENCH_DIR/results/$1-$(date -u +%Y-%m-%d-%H%M).md}
+  if [[ $out != - ]]; then
+    mkdir -p "$(dirname "$out")"
+    echo "$table" >"$out"
+    log "written to $out"
+  fi
+  for id in "${SELECTED[@]}"; do
+    [[ -z ${R_FAILED[$id]:-} ]] || failed=1
+  done
+  ((failed == 0)) || log "some paths failed: see above"
+  return "$failed"
+}

@@ -365,29 +365,8 @@ main() {
   start_server l4sink-echo-pp "$TMP/l4sink" -listen "127.0.0.1:$ECHO_PP_PORT" -proxy -once
   SHARED_PIDS+=("$STARTED_PID"); wait_port "$ECHO_PP_PORT" "$STARTED_PID" || exit 1
 
-  local failed=0 round
-  for ((round = 1; round <= ROUNDS; round++)); do
-    ((ROUNDS == 1)) || log "### round $round of $ROUNDS"
-    for id in "${SELECTED[@]}"; do
-      [[ -n ${R_FAILED[$id]:-} ]] || run_path "$id"
-    done
-  done
-
-  local table
-  table=$(report)
-  echo
-  echo "$table"
-  local out=${RESULTS:-$BENCH_DIR/results/relay-$(date -u +%Y-%m-%d-%H%M).md}
-  if [[ $out != - ]]; then
-    mkdir -p "$(dirname "$out")"
-    echo "$table" >"$out"
-    log "written to $out"
-  fi
-  for id in "${SELECTED[@]}"; do
-    [[ -z ${R_FAILED[$id]:-} ]] || failed=1
-  done
-  ((failed == 0)) || log "some paths failed: see above"
-  return "$failed"
+  run_rounds
+  finish_report relay
 }
 
 main "$@"
