@@ -73,28 +73,10 @@ func TestRelayInFrontOfGateway(t *testing.T) {
 		},
 		ProbeInterval: -1,
 	}
-	ready := make(chan *Relay, 1)
-	d := NewRelay(RelayOptions{
+	d := runRelay(t, RelayOptions{
 		Load:   func() (relay.Options, string, error) { return ro, "127.0.0.44:0", nil },
 		Stderr: l.logs,
-		Ready:  func(r *Relay) { ready <- r },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("relay stopped: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("relay did not start")
-	}
 	waitFor(t, "relay listening", func() bool { return d.Addr("https") != nil })
 
 	c := l.client(d.Addr("https").String(), "127.0.0.78", "")
@@ -142,17 +124,10 @@ func TestRelayTCPService(t *testing.T) {
 		},
 		ProbeInterval: -1,
 	}
-	ready := make(chan struct{})
-	d := NewRelay(RelayOptions{
+	runRelay(t, RelayOptions{
 		Load:   func() (relay.Options, string, error) { return ro, "", nil },
 		Stderr: l.logs,
-		Ready:  func(*Relay) { close(ready) },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-ready
 	testpeer.WaitPort(t, "127.0.0.45:"+port)
 
 	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.79")}, Timeout: 5 * time.Second}
@@ -226,4 +201,30 @@ func proxyBackend(t *testing.T) (string, <-chan netip.AddrPort) {
 		}
 	}()
 	return ln.Addr().String(), seen
+}
+
+// runRelay runs a relay daemon until the test ends and returns it once it
+// says it is ready.
+func runRelay(t *testing.T, opts RelayOptions) *Relay {
+	t.Helper()
+	ready := make(chan struct{})
+	opts.Ready = func(*Relay) { close(ready) }
+	d := NewRelay(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("relay stopped: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not start")
+	}
+	return d
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,8 +28,7 @@ func TestRelayPathMeasured(t *testing.T) {
 		"relay:\n  gateway: 127.0.0.11\n  speedtest: { listen: \"127.0.0.46:" + port + "\", interval: 1s, budget: 262144, samples: 5 }\n"
 
 	// The relay reads its endpoint from the same file, and starts first.
-	ready := make(chan *Relay, 1)
-	rd := NewRelay(RelayOptions{
+	rd := runRelay(t, RelayOptions{
 		Load: func() (relay.Options, string, error) {
 			return relay.Options{Routes: []relay.Route{{Name: "https", Proto: "tcp", Listen: "127.0.0.46:0", Target: l.addr(pubHTTPS)}}, ProbeInterval: -1}, "", nil
 		},
@@ -42,22 +40,7 @@ func TestRelayPathMeasured(t *testing.T) {
 			return RelaySpeedtestFromConfig(cfg), nil
 		},
 		Stderr: l.logs,
-		Ready:  func(r *Relay) { ready <- r },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rd.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("relay stopped: %v", err)
-	}
 	if a := rd.Addr("speedtest"); a == nil || a.String() != "127.0.0.46:"+port {
 		t.Fatalf("relay path endpoint on %v, want 127.0.0.46:%s", a, port)
 	}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -34,17 +33,10 @@ func TestRelayUDPService(t *testing.T) {
 		Routes:        []relay.Route{{Name: "game", Proto: "udp", Listen: "127.0.0.45:" + port, Target: "127.0.0.11:" + port}},
 		ProbeInterval: -1,
 	}
-	ready := make(chan struct{})
-	d := NewRelay(RelayOptions{
+	runRelay(t, RelayOptions{
 		Load:   func() (relay.Options, string, error) { return ro, "", nil },
 		Stderr: l.logs,
-		Ready:  func(*Relay) { close(ready) },
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-ready
 
 	client, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.80:0")))
 	if err != nil {
