@@ -157,6 +157,16 @@ func TestTLSPassthrough(t *testing.T) {
 			t.Fatalf("private listener: body %q, err %v", body, err)
 		}
 	})
+	t.Run("plain HTTP for a passthrough host redirects to HTTPS", func(t *testing.T) {
+		c := l.client(l.addr(pubHTTP), "127.0.0.1", "198.51.100.1")
+		code, _, body := get(t, c, "http://pt.lab.test/x")
+		if code != http.StatusPermanentRedirect {
+			t.Fatalf("got %d %q, want 308", code, body)
+		}
+		if code, _, _ := get(t, c, "http://secret.lab.test/"); code != http.StatusNotFound {
+			t.Errorf("a private passthrough host on the public HTTP listener: %d, want 404", code)
+		}
+	})
 	t.Run("logged like an l4 connection", func(t *testing.T) {
 		deadline := time.Now().Add(5 * time.Second)
 		for !strings.Contains(l.logs.String(), "service=ptv2") || !strings.Contains(l.logs.String(), "l4 connection") {

@@ -60,7 +60,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{log: opts.Log, access: opts.Access}
 	var errs []error
 	for _, sc := range cfg.Services {
-		if !sc.HTTP() {
+		if !sc.HTTP() && sc.Passthrough == nil || len(sc.Hosts) == 0 {
 			continue
 		}
 		s, err := g.newService(sc, cfg.Gateway.Limits, opts)

@@ -25,13 +25,14 @@ import (
 
 // service is one HTTP service of a generation.
 type service struct {
-	cfg      *config.Service
-	log      *slog.Logger
-	metrics  *Metrics
-	backends []*backend
-	next     atomic.Uint32 // round-robin position
-	files    http.Handler  // static services
-	echo     bool
+	cfg         *config.Service
+	log         *slog.Logger
+	metrics     *Metrics
+	backends    []*backend
+	next        atomic.Uint32 // round-robin position
+	files       http.Handler  // static services
+	echo        bool
+	passthrough bool // TLS goes to the backend undecrypted; HTTP only redirects
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
@@ -53,6 +54,10 @@ func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options
 			s.backends = append(s.backends, newBackend(s, u, tlsConf, lim, opts))
 		}
 	case sc.Echo:
+	case sc.Passthrough != nil:
+		// TLS for these hosts goes to the backend undecrypted (routed by SNI
+		// before any HTTP); plain HTTP is redirected to it like any host.
+		s.passthrough = true
 	default:
 		return nil, errors.New("neither backends, static nor echo")
 	}
@@ -81,6 +86,10 @@ func (s *service) serve(rw *responseWriter, r *http.Request) {
 		s.files.ServeHTTP(rw, r)
 	case s.echo:
 		serveEcho(rw, r, s.cfg.Name)
+	case s.passthrough:
+		// Only reachable over a connection whose TLS labgate terminated for
+		// another name: the client must open one for this host.
+		writeError(rw, r, http.StatusMisdirectedRequest)
 	default:
 		b := s.pick(nil)
 		if b == nil {
