@@ -32,25 +32,17 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var load func() (relay.Options, string, error)
-	var speed func() (*daemon.SpeedtestEndpoint, error) // the relay path endpoint, only from a file
+	var load func() (daemon.RelaySetup, error)
 	switch {
 	case *path != "" && (*gateway != "" || len(fwd) > 0):
 		return usageError{"use -c FILE or -gateway/-forward flags, not both"}
 	case *path != "":
-		load = func() (relay.Options, string, error) {
+		load = func() (daemon.RelaySetup, error) {
 			cfg, err := config.Load(*path, config.Options{})
 			if err != nil {
-				return relay.Options{}, "", err
+				return daemon.RelaySetup{}, err
 			}
 			return daemon.RelayFromConfig(cfg)
-		}
-		speed = func() (*daemon.SpeedtestEndpoint, error) {
-			cfg, err := config.Load(*path, config.Options{})
-			if err != nil {
-				return nil, err
-			}
-			return daemon.RelaySpeedtestFromConfig(cfg), nil
 		}
 	default:
 		ro, err := relayFromFlags(*gateway, *listen, fwd)
@@ -60,12 +52,12 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *admin == "off" {
 			*admin = ""
 		}
-		load = func() (relay.Options, string, error) { return ro, *admin, nil }
+		load = func() (daemon.RelaySetup, error) { return daemon.RelaySetup{Relay: ro, Admin: *admin}, nil }
 	}
-	if _, _, err := load(); err != nil {
+	if _, err := load(); err != nil {
 		return reportConfigError("relay", err, stderr)
 	}
-	d := daemon.NewRelay(daemon.RelayOptions{Load: load, Speedtest: speed, Watch: *path, Stderr: stderr, Version: buildVersion()})
+	d := daemon.NewRelay(daemon.RelayOptions{Load: load, Watch: *path, Stderr: stderr, Version: buildVersion()})
 	return reportConfigError("relay", d.Run(ctx), stderr)
 }
 

@@ -283,7 +283,6 @@ func (g *generation) attach() {
 				g.log.Error("server stopped", "addr", s.addr, "error", err)
 			}
 		}()
-		s := s
 		policy, pipe := s.policy, s.pipe
 		if pt := s.passthrough; pt != nil {
 			router, timeout := g.l4, g.cfg.Gateway.Limits.ReadHeaderTimeout

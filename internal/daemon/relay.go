@@ -24,20 +24,23 @@ import (
 	"github.com/labgate/labgate/internal/relay"
 )
 
+// RelaySetup is everything one load gives the relay daemon.
+type RelaySetup struct {
+	Relay     relay.Options
+	Admin     string             // /metrics and /healthz; "" serves none
+	Speedtest *SpeedtestEndpoint // the relay path endpoint; nil serves none
+}
+
 // RelayOptions configure `labgate relay`.
 type RelayOptions struct {
-	// Load returns the relay's options: from the file's relay section (see
-	// RelayFromConfig) or from flags. Called at start and on every reload.
-	Load func() (relay.Options, string, error) // options, admin address
+	// Load returns the relay's setup: from the file (see RelayFromConfig)
+	// or from flags. Called at start and on every reload.
+	Load func() (RelaySetup, error)
 	// Watch is the file to follow ("" follows nothing; SIGHUP still reloads).
 	Watch   string
 	Stderr  io.Writer
 	Version string
 	Ready   func(*Relay)
-	// Speedtest, if set, says where to serve the relay path measurement
-	// (see RelaySpeedtestFromConfig; nil serves none). Called at start and
-	// on every reload.
-	Speedtest func() (*SpeedtestEndpoint, error)
 }
 
 // Relay runs `labgate relay`: the relay engine, its admin listener, reloads.
@@ -69,10 +72,11 @@ func NewRelay(opts RelayOptions) *Relay {
 
 // Run relays until ctx is done, reloading on SIGHUP and file changes.
 func (d *Relay) Run(ctx context.Context) error {
-	ro, admin, err := d.load()
+	setup, err := d.load()
 	if err != nil {
 		return err
 	}
+	ro, admin := setup.Relay, setup.Admin
 	r, err := relay.New(ro)
 	if err != nil {
 		return err
@@ -88,11 +92,7 @@ func (d *Relay) Run(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 	}
-	ep, err := d.speedtest()
-	if err != nil {
-		return err
-	}
-	speed, err := updateSpeedServer(nil, ep, d.log)
+	speed, err := updateSpeedServer(nil, setup.Speedtest, d.log)
 	if err != nil {
 		return err
 	}
@@ -130,15 +130,16 @@ func (d *Relay) Run(ctx context.Context) error {
 
 func (d *Relay) reload(current relay.Options, reason string) relay.Options {
 	d.log.Info("reloading", "reason", reason)
-	if ep, err := d.speedtest(); err == nil { // a broken file is reported below
-		s, err := updateSpeedServer(d.speed.Load(), ep, d.log)
-		if err != nil {
-			d.log.Error("relay path endpoint not moved, still serving the previous one", "error", err)
+	setup, err := d.load()
+	if err == nil {
+		s, serr := updateSpeedServer(d.speed.Load(), setup.Speedtest, d.log)
+		if serr != nil {
+			d.log.Error("relay path endpoint not moved, still serving the previous one", "error", serr)
 		}
 		d.speed.Store(s)
 	}
-	ro, _, err := d.load()
-	if err == nil && reflect.DeepEqual(ro.Routes, current.Routes) && sameLimits(ro, current) {
+	ro := setup.Relay
+	if err == nil && reflect.DeepEqual(ro, current) {
 		d.metrics.reloads.WithLabelValues("unchanged").Inc()
 		return current
 	}
@@ -166,26 +167,14 @@ func (d *Relay) reload(current relay.Options, reason string) relay.Options {
 	return ro
 }
 
-func sameLimits(a, b relay.Options) bool {
-	return a.ConnectTimeout == b.ConnectTimeout && a.IdleTimeout == b.IdleTimeout &&
-		a.MaxConnsPerSource == b.MaxConnsPerSource && a.UDPFlowTimeout == b.UDPFlowTimeout
-}
-
-func (d *Relay) load() (relay.Options, string, error) {
-	ro, admin, err := d.opts.Load()
+func (d *Relay) load() (RelaySetup, error) {
+	setup, err := d.opts.Load()
 	if err != nil {
-		return ro, "", err
+		return setup, err
 	}
-	ro.Log = d.log
-	ro.Metrics = d.rm
-	return ro, admin, nil
-}
-
-func (d *Relay) speedtest() (*SpeedtestEndpoint, error) {
-	if d.opts.Speedtest == nil {
-		return nil, nil
-	}
-	return d.opts.Speedtest()
+	setup.Relay.Log = d.log
+	setup.Relay.Metrics = d.rm
+	return setup, nil
 }
 
 // Addr returns the bound address of a route, of "admin" or of "speedtest".
@@ -213,14 +202,14 @@ func (d *Relay) adminHandler() http.Handler {
 // gateway.public.http, 443 to gateway.public.https (with the ClientHello
 // peeked for SNI and ALPN), and every public tcp/udp port to the same port on
 // the gateway.
-func RelayFromConfig(cfg *config.Config) (relay.Options, string, error) {
+func RelayFromConfig(cfg *config.Config) (RelaySetup, error) {
 	rc := cfg.Relay
 	if rc == nil {
-		return relay.Options{}, "", errors.New("the file has no relay section: add relay: { gateway: <the gateway's VPN address> }")
+		return RelaySetup{}, errors.New("the file has no relay section: add relay: { gateway: <the gateway's VPN address> }")
 	}
 	pub := cfg.Gateway.Public
 	if pub == nil {
-		return relay.Options{}, "", errors.New("the file has no gateway.public section: the relay forwards only to public listeners")
+		return RelaySetup{}, errors.New("the file has no gateway.public section: the relay forwards only to public listeners")
 	}
 	listen := func(port int) string { return net.JoinHostPort(rc.Listen.String(), strconv.Itoa(port)) }
 	target := func(port int) string { return net.JoinHostPort(rc.Gateway.String(), strconv.Itoa(port)) }
@@ -237,7 +226,7 @@ func RelayFromConfig(cfg *config.Config) (relay.Options, string, error) {
 		}
 		port, err := portOf(l.addrs[0])
 		if err != nil {
-			return relay.Options{}, "", fmt.Errorf("gateway.public.%s: %w", l.name, err)
+			return RelaySetup{}, fmt.Errorf("gateway.public.%s: %w", l.name, err)
 		}
 		routes = append(routes, relay.Route{Name: l.name, Proto: "tcp", Listen: listen(l.port), Target: target(port), PeekTLS: l.peek})
 		if !l.peek {
@@ -263,14 +252,15 @@ func RelayFromConfig(cfg *config.Config) (relay.Options, string, error) {
 		}
 	}
 	sort.SliceStable(routes, func(i, j int) bool { return routes[i].Name < routes[j].Name })
-	return relay.Options{
+	ro := relay.Options{
 		Routes:            routes,
 		ConnectTimeout:    rc.ConnectTimeout,
 		IdleTimeout:       rc.IdleTimeout,
 		MaxConnsPerSource: rc.MaxConnsPerSource,
 		UDPFlowTimeout:    rc.UDPFlowTimeout,
 		ProbeTargets:      probes,
-	}, rc.Admin, nil
+	}
+	return RelaySetup{Relay: ro, Admin: rc.Admin, Speedtest: RelaySpeedtestFromConfig(cfg)}, nil
 }
 
 func portOf(addr string) (int, error) {

@@ -39,10 +39,11 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, admin, err := RelayFromConfig(cfg)
+	setup, err := RelayFromConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ro, admin := setup.Relay, setup.Admin
 	want := []relay.Route{
 		{Name: "http", Proto: "tcp", Listen: "203.0.113.7:80", Target: "100.101.102.103:10080"},
 		{Name: "https", Proto: "tcp", Listen: "203.0.113.7:443", Target: "100.101.102.103:10443", PeekTLS: true},
@@ -57,6 +58,9 @@ services:
 	}
 	if admin != "127.0.0.1:9181" || ro.MaxConnsPerSource != 256 || ro.IdleTimeout != time.Hour {
 		t.Errorf("admin %q, limits %+v", admin, ro)
+	}
+	if setup.Speedtest != nil {
+		t.Errorf("no relay.speedtest in the file, yet an endpoint: %+v", setup.Speedtest)
 	}
 }
 
@@ -74,7 +78,7 @@ func TestRelayInFrontOfGateway(t *testing.T) {
 		ProbeInterval: -1,
 	}
 	d := runRelay(t, RelayOptions{
-		Load:   func() (relay.Options, string, error) { return ro, "127.0.0.44:0", nil },
+		Load:   func() (RelaySetup, error) { return RelaySetup{Relay: ro, Admin: "127.0.0.44:0"}, nil },
 		Stderr: l.logs,
 	})
 	waitFor(t, "relay listening", func() bool { return d.Addr("https") != nil })
@@ -125,7 +129,7 @@ func TestRelayTCPService(t *testing.T) {
 		ProbeInterval: -1,
 	}
 	runRelay(t, RelayOptions{
-		Load:   func() (relay.Options, string, error) { return ro, "", nil },
+		Load:   func() (RelaySetup, error) { return RelaySetup{Relay: ro}, nil },
 		Stderr: l.logs,
 	})
 	testpeer.WaitPort(t, "127.0.0.45:"+port)

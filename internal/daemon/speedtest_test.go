@@ -29,15 +29,13 @@ func TestRelayPathMeasured(t *testing.T) {
 
 	// The relay reads its endpoint from the same file, and starts first.
 	rd := runRelay(t, RelayOptions{
-		Load: func() (relay.Options, string, error) {
-			return relay.Options{Routes: []relay.Route{{Name: "https", Proto: "tcp", Listen: "127.0.0.46:0", Target: l.addr(pubHTTPS)}}, ProbeInterval: -1}, "", nil
-		},
-		Speedtest: func() (*SpeedtestEndpoint, error) {
+		Load: func() (RelaySetup, error) {
 			cfg, err := config.Parse(l.file, []byte(withSpeedtest), config.Options{})
 			if err != nil {
-				return nil, err
+				return RelaySetup{}, err
 			}
-			return RelaySpeedtestFromConfig(cfg), nil
+			ro := relay.Options{Routes: []relay.Route{{Name: "https", Proto: "tcp", Listen: "127.0.0.46:0", Target: l.addr(pubHTTPS)}}, ProbeInterval: -1}
+			return RelaySetup{Relay: ro, Speedtest: RelaySpeedtestFromConfig(cfg)}, nil
 		},
 		Stderr: l.logs,
 	})

@@ -34,7 +34,7 @@ func TestRelayUDPService(t *testing.T) {
 		ProbeInterval: -1,
 	}
 	runRelay(t, RelayOptions{
-		Load:   func() (relay.Options, string, error) { return ro, "", nil },
+		Load:   func() (RelaySetup, error) { return RelaySetup{Relay: ro}, nil },
 		Stderr: l.logs,
 	})
 
