@@ -460,15 +460,7 @@ report() {
 
 main() {
   need go wrk curl openssl ss nginx haproxy caddy
-  if (($# > 0)); then
-    SELECTED=("$@")
-    local id
-    for id in "${SELECTED[@]}"; do
-      [[ -n ${LABEL[$id]:-} ]] || die "unknown path $id (paths: ${PATHS[*]})"
-    done
-  else
-    SELECTED=("${PATHS[@]}")
-  fi
+  select_paths "$@"
 
   LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
   make_tmp

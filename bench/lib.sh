@@ -272,3 +272,17 @@ finish_report() {
   ((failed == 0)) || log "some paths failed: see above"
   return "$failed"
 }
+
+# select_paths sets SELECTED to the path ids given (each must be in LABEL),
+# or to every path in PATHS when none is given.
+select_paths() {
+  local id
+  if (($# > 0)); then
+    SELECTED=("$@")
+    for id in "${SELECTED[@]}"; do
+      [[ -n ${LABEL[$id]:-} ]] || die "unknown path $id (paths: ${PATHS[*]})"
+    done
+  else
+    SELECTED=("${PATHS[@]}")
+  fi
+}

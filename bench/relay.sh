@@ -338,15 +338,7 @@ report() {
 
 main() {
   need go ss iperf3 haproxy rinetd socat
-  if (($# > 0)); then
-    SELECTED=("$@")
-    local id
-    for id in "${SELECTED[@]}"; do
-      [[ -n ${LABEL[$id]:-} ]] || die "unknown path $id (paths: ${PATHS[*]})"
-    done
-  else
-    SELECTED=("${PATHS[@]}")
-  fi
+  select_paths "$@"
 
   LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
   make_tmp
