@@ -243,26 +243,33 @@ func TestStreaming(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer res.Body.Close()
-			br := bufio.NewReader(res.Body)
-			first := make(chan string, 1)
-			go func() {
-				l, _ := br.ReadString('\n')
-				first <- l
-			}()
-			select {
-			case l := <-first:
-				if l != "first\n" {
-					t.Fatalf("first chunk %q", l)
-				}
-			case <-time.After(3 * time.Second):
-				t.Fatal("the first chunk did not arrive before the last was sent: the proxy buffers")
-			}
-			release <- struct{}{}
-			rest, _ := io.ReadAll(br)
-			if string(rest) != "last\n" {
-				t.Fatalf("rest %q", rest)
-			}
+			expectStreamed(t, res.Body, release)
 		})
+	}
+}
+
+// expectStreamed reads "first\n" from body before letting the backend send
+// "last\n" (through release), so it fails when the proxy buffers the response.
+func expectStreamed(t *testing.T, body io.Reader, release chan<- struct{}) {
+	t.Helper()
+	br := bufio.NewReader(body)
+	first := make(chan string, 1)
+	go func() {
+		l, _ := br.ReadString('\n')
+		first <- l
+	}()
+	select {
+	case l := <-first:
+		if l != "first\n" {
+			t.Fatalf("first chunk %q", l)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the first chunk did not arrive before the last was sent: the proxy buffers")
+	}
+	release <- struct{}{}
+	rest, err := io.ReadAll(br)
+	if string(rest) != "last\n" || err != nil {
+		t.Fatalf("rest %q, %v", rest, err)
 	}
 }
 
