@@ -21,14 +21,15 @@ const module = "github.com/labgate/labgate/"
 // import. A package missing here may import only config.
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
-	"internal/cli":        {"internal/config", "internal/daemon", "internal/relay", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
+	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "examples"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
 	"internal/relay":      {"internal/proxyproto", "internal/tlspeek"},
 	"internal/gateway":    {"internal/config"},
 	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
+	"internal/dns":        {"internal/config"},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
 	"internal/tlspeek":    {},

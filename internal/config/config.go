@@ -95,6 +95,11 @@ type DNS struct {
 	Owner     string
 	Resolvers []string // host:port
 	Serve     *DNSServe
+	Zone      string // the managed zone: dns.zone, or the domain
+	Flatten   bool   // A/AAAA records instead of CNAMEs for services
+	TTL       uint32 // seconds
+	Interval  time.Duration
+	Ownership string // "txt" or "file"
 }
 
 // DNSProvider is the public zone's DNS provider.
@@ -105,6 +110,7 @@ type DNSProvider struct {
 	TSIGName      string
 	TSIGAlgorithm string
 	TSIGSecret    Secret
+	Proxied       bool // cloudflare: public web services are proxied
 }
 
 // DNSServe configures labgate's embedded DNS server.
@@ -161,6 +167,9 @@ type PrivateListeners struct {
 	HTTPS []string
 	HTTP  []string
 	Allow []netip.Prefix // empty: every source
+	// Address is what FQDN resolves to, as written in the file; empty: the
+	// listeners' addresses (see dns.Desired).
+	Address []netip.Addr
 }
 
 // Limits bound what one client can make the gateway hold.

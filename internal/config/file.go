@@ -74,6 +74,23 @@ type fileDNS struct {
 	Resolvers []string `yaml:"resolvers" example:"[1.1.1.1:53]"`
 	// Serve makes labgate answer for the lab's names itself (split DNS for a tailnet or LAN).
 	Serve *fileDNSServe `yaml:"serve"`
+	// Zone is the DNS zone labgate manages records in; host names outside it are left alone
+	// (and listed by `labgate plan`). Empty: the domain.
+	Zone string `yaml:"zone" example:"example.org"`
+	// Flatten writes A/AAAA records for services instead of CNAMEs to the relay and private
+	// names. Some VPN DNS clients cannot follow a CNAME (Tailscale's Android client, for one);
+	// turn this on if private names do not resolve on such devices.
+	Flatten bool `yaml:"flatten" default:"false"`
+	// TTL of the records labgate writes, in seconds.
+	TTL int `yaml:"ttl" default:"300"`
+	// Interval between two reconciliations of the zone (each one up to 10% earlier or later,
+	// at random). labgate also reconciles at start and whenever the file changes.
+	Interval duration `yaml:"interval" default:"10m"`
+	// Ownership is where labgate remembers which records it owns: `txt` writes an
+	// ExternalDNS-compatible TXT record next to each one (a zone managed by ExternalDNS with
+	// the same owner is adopted as is); `file` keeps the list in state_dir/dns-owned.json,
+	// for DNS servers that store no TXT records (Pi-hole-like). Records not owned are never changed.
+	Ownership string `yaml:"ownership" default:"txt" enum:"txt|file"`
 }
 
 type fileDNSProvider struct {
@@ -89,6 +106,11 @@ type fileDNSProvider struct {
 	TSIGAlgorithm string `yaml:"tsig_algorithm" default:"hmac-sha256" enum:"hmac-sha256|hmac-sha512|hmac-sha1"`
 	// TSIGSecret is the base64 secret of the TSIG key.
 	TSIGSecret string `yaml:"tsig_secret" secret:""`
+	// Proxied (cloudflare only) sends public web services through Cloudflare's proxy (the
+	// orange cloud): their records get proxied=true. Services with tcp or udp ports, the
+	// relay and private names are never proxied. Behind Cloudflare, the relay sees
+	// Cloudflare's addresses, not your visitors'.
+	Proxied bool `yaml:"proxied" default:"false"`
 }
 
 type fileDNSServe struct {
@@ -166,6 +188,9 @@ type filePrivate struct {
 	HTTP []string `yaml:"http" example:"[100.101.102.103:80]"`
 	// Allow lists the sources admitted, as CIDR prefixes or addresses; empty admits every source.
 	Allow []string `yaml:"allow" example:"[100.64.0.0/10, 192.168.1.0/24]"`
+	// Address is what the private name resolves to. Empty: the IP addresses of the https
+	// and http listeners (listeners on 0.0.0.0 or [::] give none: then set it here).
+	Address []string `yaml:"address" example:"[100.101.102.103]"`
 }
 
 type fileLimits struct {

@@ -190,6 +190,7 @@ func (b *builder) build(f *file) *Config {
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
 	b.speedtestClash(c)
+	b.dnsZone(f.DNS, c)
 	return c
 }
 
@@ -228,10 +229,10 @@ func (b *builder) existingFile(path, name string) string {
 }
 
 func (b *builder) dns(f fileDNS) DNS {
-	d := DNS{Owner: f.Owner}
+	d := b.dnsOptions(f)
 	if p := f.Provider; p != nil && p.Type != "none" {
 		prov := &DNSProvider{Type: p.Type, APIToken: NewSecret(p.APIToken), Server: p.Server,
-			TSIGName: p.TSIGName, TSIGAlgorithm: p.TSIGAlgorithm, TSIGSecret: NewSecret(p.TSIGSecret)}
+			TSIGName: p.TSIGName, TSIGAlgorithm: p.TSIGAlgorithm, TSIGSecret: NewSecret(p.TSIGSecret), Proxied: p.Proxied}
 		switch p.Type {
 		case "cloudflare":
 			if p.APIToken == "" {
@@ -432,6 +433,9 @@ func (b *builder) gateway(f fileGateway, domain string) Gateway {
 		priv := &PrivateListeners{Name: p.Name, FQDN: b.qualify("gateway.private.name", p.Name, domain),
 			HTTPS: listen("gateway.private.https", p.HTTPS), HTTP: listen("gateway.private.http", p.HTTP)}
 		priv.Allow = b.prefixes("gateway.private.allow", p.Allow)
+		for i, a := range p.Address {
+			priv.Address = append(priv.Address, b.addr(fmt.Sprintf("gateway.private.address[%d]", i), a))
+		}
 		if len(p.HTTPS)+len(p.HTTP) == 0 {
 			b.fail("gateway.private", "set https and/or http listener addresses")
 		}

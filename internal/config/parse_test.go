@@ -85,6 +85,10 @@ func TestParseDesignExample(t *testing.T) {
 			Owner:     "homelab",
 			Resolvers: []string{"1.1.1.1:53"},
 			Serve:     &DNSServe{Listen: []string{"100.101.102.103:53"}},
+			Zone:      "example.org",
+			TTL:       300,
+			Interval:  10 * time.Minute,
+			Ownership: "txt",
 		},
 		Relay: &Relay{
 			Name:           "relay",
@@ -349,10 +353,13 @@ func TestParse(t *testing.T) {
 				Version:  1,
 				StateDir: "/var/lib/labgate",
 				Log:      Log{Format: "text", Level: "info", Access: true},
-				DNS:      DNS{Owner: "labgate"},
+				DNS:      DNS{Owner: "labgate", TTL: 300, Interval: 10 * time.Minute, Ownership: "txt"},
 				Gateway:  Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
 			}
 			tt.want(want)
+			if want.DNS.Zone == "" {
+				want.DNS.Zone = want.Domain // dns.zone defaults to the domain
+			}
 			if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 				t.Errorf("Parse:\n%s\nmismatch (-want +got):\n%s", tt.yaml, diff)
 			}

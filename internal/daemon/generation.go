@@ -16,6 +16,7 @@ import (
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/dns"
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
@@ -63,6 +64,9 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	if err := l4.Check(cfg); err != nil {
+		return err
+	}
+	if err := dns.Check(cfg); err != nil {
 		return err
 	}
 	gw, err := gateway.New(cfg, gateway.Options{HTTPSPort: httpsPorts(cfg)})
