@@ -97,6 +97,9 @@ func (p *RFC2136) Records(ctx context.Context) ([]Record, error) {
 		}
 	}
 	if err != nil {
+		if errors.Is(err, dns.ErrAuth) || strings.Contains(err.Error(), "bad xfr rcode: 9") && strings.Contains(err.Error(), "tsig") {
+			return nil, p.keyRefused(err)
+		}
 		if strings.Contains(err.Error(), "bad xfr rcode: 5") || strings.Contains(err.Error(), "bad xfr rcode: 9") {
 			return nil, fmt.Errorf("listing %s by zone transfer from %s: refused: allow the transfer for the key %s (allow-transfer { key %s; } in BIND): %w", p.Zone, p.Server, p.KeyName, p.KeyName, err)
 		}
@@ -248,6 +251,9 @@ func (p *RFC2136) update(ctx context.Context, m *dns.Msg) error {
 		return fmt.Errorf("updating %s at %s: %w", p.Zone, p.Server, err)
 	}
 	r, err := conn.ReadMsg()
+	if errors.Is(err, dns.ErrAuth) {
+		return p.keyRefused(err)
+	}
 	if err != nil {
 		return fmt.Errorf("updating %s at %s: %w", p.Zone, p.Server, err)
 	}
@@ -260,6 +266,10 @@ func (p *RFC2136) update(ctx context.Context, m *dns.Msg) error {
 		return fmt.Errorf("updating %s at %s: %s: allow updates for the key %s (allow-update { key %s; } in BIND)", p.Zone, p.Server, dns.RcodeToString[r.Rcode], p.KeyName, p.KeyName)
 	}
 	return fmt.Errorf("updating %s at %s: the server answered %s", p.Zone, p.Server, dns.RcodeToString[r.Rcode])
+}
+
+func (p *RFC2136) keyRefused(err error) error {
+	return fmt.Errorf("%s did not accept the TSIG key %q: check tsig_name, tsig_algorithm and tsig_secret against the key in the server's config: %w", p.Server, p.KeyName, err)
 }
 
 // SetTXT adds one TXT value at fqdn (an identical value already there is left as is).

@@ -1,0 +1,101 @@
+package dns
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// OwnershipFile is the name of the ownership state in state_dir.
+const OwnershipFile = "dns-owned.json"
+
+// FileOwnership keeps the list of RRsets labgate owns in a file, for DNS
+// servers that store no TXT records. Before planning, the listed RRsets get
+// synthetic ownership records so that Plan decides exactly as with TXT
+// ownership; after each change is made, the list is updated. An RRset that
+// is not in the list is never changed or deleted.
+type FileOwnership struct {
+	Path string
+	mu   sync.Mutex
+}
+
+type ownershipState struct {
+	Zone    string `json:"zone"`
+	Owner   string `json:"owner"`
+	Records []Key  `json:"records"` // sorted
+}
+
+func (f *FileOwnership) load(zone, owner string) (ownershipState, error) {
+	st := ownershipState{Zone: zone, Owner: owner}
+	data, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	var disk ownershipState
+	if err := json.Unmarshal(data, &disk); err != nil {
+		return st, fmt.Errorf("%s: %w (move it away to start over: labgate then owns nothing)", f.Path, err)
+	}
+	if disk.Zone != zone || disk.Owner != owner {
+		// Another zone or owner: what it lists is not ours here.
+		return st, nil
+	}
+	return disk, nil
+}
+
+// Synthesize returns current plus an ownership record for every RRset the
+// file lists as owner's.
+func (f *FileOwnership) Synthesize(current []Record, zone, owner string) ([]Record, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := f.load(zone, owner)
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(current)
+	for _, k := range st.Records {
+		out = append(out, Record{Name: OwnerName(k.Name, k.Type), Type: "TXT", Values: []string{OwnerValue(owner)}})
+	}
+	return out, nil
+}
+
+// Record updates the file after c was made.
+func (f *FileOwnership) Record(c Change, zone, owner string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := f.load(zone, owner)
+	if err != nil {
+		return err
+	}
+	k := c.Record.Key()
+	st.Records = slices.DeleteFunc(st.Records, func(x Key) bool { return x == k })
+	if c.Action != Delete {
+		st.Records = append(st.Records, k)
+	}
+	slices.SortFunc(st.Records, func(a, b Key) int {
+		if a.Name != b.Name {
+			return strings.Compare(a.Name, b.Name)
+		}
+		return strings.Compare(a.Type, b.Type)
+	})
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
+		return err
+	}
+	tmp := f.Path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, f.Path)
+}
