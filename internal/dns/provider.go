@@ -53,6 +53,8 @@ func NewProvider(cfg *config.Config, opts ProviderOptions) (Provider, error) {
 	switch p.Type {
 	case "rfc2136":
 		return &RFC2136{Server: p.Server, Zone: cfg.DNS.Zone, KeyName: p.TSIGName, Algorithm: p.TSIGAlgorithm, Secret: p.TSIGSecret.Value()}, nil
+	case "cloudflare":
+		return &Cloudflare{Token: p.APIToken.Value(), Zone: cfg.DNS.Zone, Client: opts.HTTPClient, BaseURL: opts.CloudflareURL}, nil
 	}
 	return nil, fmt.Errorf("dns.provider.type: unknown provider %q", p.Type)
 }
