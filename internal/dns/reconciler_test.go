@@ -1,0 +1,178 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/labgate/labgate/internal/config"
+)
+
+// memProvider is a zone in memory, for the reconciler's timing and error
+// handling (the real providers are tested against BIND and the Cloudflare API).
+type memProvider struct {
+	mu        sync.Mutex
+	records   map[Key]Record
+	listFails int // the next listings that fail
+	lists     int
+	applied   []string
+}
+
+func (m *memProvider) Records(ctx context.Context) ([]Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lists++
+	if m.listFails > 0 {
+		m.listFails--
+		return nil, errors.New("connection refused")
+	}
+	var out []Record
+	for _, r := range m.records {
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (m *memProvider) Apply(ctx context.Context, c Change) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applied = append(m.applied, c.String())
+	switch c.Action {
+	case Delete:
+		delete(m.records, c.Record.Key())
+		delete(m.records, c.Owner.Key())
+	default:
+		m.records[c.Record.Key()] = c.Record
+		m.records[c.Owner.Key()] = c.Owner
+	}
+	return nil
+}
+
+func (m *memProvider) SetTXT(ctx context.Context, fqdn, value string) error    { return nil }
+func (m *memProvider) DeleteTXT(ctx context.Context, fqdn, value string) error { return nil }
+
+func (m *memProvider) state() (lists int, applied []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lists, append([]string(nil), m.applied...)
+}
+
+func TestReconcilerRetriesAndRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := &memProvider{records: map[Key]Record{
+			// Ours but no longer desired: deleted only once the listing works.
+			{"old.example.org", "A"}:     a("old.example.org", "192.0.2.9"),
+			{"a-old.example.org", "TXT"}: txt("a-old.example.org", mine),
+			{"blog.example.org", "A"}:    a("blog.example.org", "192.0.2.1"),
+		}, listFails: 3}
+		var events []string
+		reg := prometheus.NewRegistry()
+		desired := []Record{a("relay.example.org", "203.0.113.7"), a("blog.example.org", "203.0.113.7")}
+		r := NewReconciler(ReconcilerOptions{
+			Registerer: reg,
+			OnEvent: func(e Event) {
+				s := string(e.Kind)
+				if e.Err != nil {
+					s += ": " + e.Err.Error()
+				}
+				for _, c := range e.Conflicts {
+					s += " " + c.Record.Name
+				}
+				events = append(events, s)
+			},
+			NewZone: func(cfg *config.Config) (*Zone, error) {
+				return &Zone{Provider: mem, Describe: "memory", Owner: "homelab", Desired: Desired{Zone: "example.org", Records: desired}}, nil
+			},
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+
+		// The first listing failed: nothing applied, a failure event, success 0.
+		if lists, applied := mem.state(); lists != 1 || len(applied) != 0 {
+			t.Fatalf("after a failed listing: %d listings, applied %v", lists, applied)
+		}
+		if got := testutil.ToFloat64(r.metrics.success); got != 0 {
+			t.Errorf("labgate_dns_reconcile_success = %v, want 0", got)
+		}
+		// Retries after 5 s, 10 s, 20 s: the fourth listing works.
+		time.Sleep(5*time.Second + 10*time.Second + 19*time.Second)
+		synctest.Wait()
+		if lists, applied := mem.state(); lists != 3 || len(applied) != 0 {
+			t.Fatalf("before the third retry: %d listings, applied %v", lists, applied)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		lists, applied := mem.state()
+		if lists != 4 {
+			t.Fatalf("listings = %d, want 4", lists)
+		}
+		if diff := cmp.Diff([]string{"delete old.example.org A 192.0.2.9", "create relay.example.org A 203.0.113.7"}, applied); diff != "" {
+			t.Errorf("applied (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{
+			"reconcile_failed: listing the zone example.org (memory): connection refused",
+			"conflicts blog.example.org",
+			"reconcile_recovered",
+		}, events); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		if got := testutil.ToFloat64(r.metrics.success); got != 1 {
+			t.Errorf("labgate_dns_reconcile_success = %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(r.metrics.conflicts); got != 1 {
+			t.Errorf("labgate_dns_conflicts = %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(r.metrics.changes.WithLabelValues("create")); got != 1 {
+			t.Errorf(`labgate_dns_changes_total{action="create"} = %v, want 1`, got)
+		}
+		if got := testutil.ToFloat64(r.metrics.lastSuccess); got != float64(time.Now().Unix()) {
+			t.Errorf("last success timestamp = %v, want now (%d)", got, time.Now().Unix())
+		}
+
+		// Then every 10 minutes, give or take 10%.
+		time.Sleep(9 * time.Minute)
+		synctest.Wait()
+		if l, _ := mem.state(); l != 4 {
+			t.Fatalf("reconciled again before 9 minutes: %d listings", l)
+		}
+		time.Sleep(2*time.Minute + time.Second)
+		synctest.Wait()
+		if l, _ := mem.state(); l != 5 {
+			t.Fatalf("listings after 11 minutes = %d, want 5", l)
+		}
+
+		// A config change reconciles at once.
+		desired = desired[:1]
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+		if l, _ := mem.state(); l != 6 {
+			t.Fatalf("listings after Update = %d, want 6", l)
+		}
+		if !strings.HasSuffix(events[len(events)-1], "conflicts") {
+			t.Errorf("the cleared conflicts were not told: %v", events)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestJitter(t *testing.T) {
+	for range 1000 {
+		if d := jitter(10 * time.Minute); d < 9*time.Minute || d > 11*time.Minute {
+			t.Fatalf("jitter(10m) = %s", d)
+		}
+	}
+}
