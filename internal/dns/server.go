@@ -1,0 +1,267 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/labgate/labgate/internal/config"
+)
+
+// Server is labgate's embedded authoritative DNS server for the lab's zone
+// (split DNS for a tailnet or LAN): it answers the records of SplitView, in
+// which every service name leads to the gateway's private address. It does
+// no recursion: names outside the zone are REFUSED.
+//
+// The sockets are bound once by Listen; Update swaps the answers in without
+// rebinding.
+type Server struct {
+	log     *slog.Logger
+	udp     []net.PacketConn
+	tcp     []net.Listener
+	answers atomic.Pointer[zoneData]
+}
+
+// zoneData is one config's answers.
+type zoneData struct {
+	zone   string
+	ns     string              // the name server's name
+	serial uint32              // changes with the answers
+	ttl    uint32              // of SOA, NS and negative answers
+	names  map[string][]Record // by owner name, wildcards included
+	nodes  map[string]bool     // every name that exists, empty non-terminals included
+}
+
+// Listen binds UDP and TCP on every address (host:port).
+func Listen(addrs []string, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: log}
+	for _, a := range addrs {
+		pc, err := net.ListenPacket("udp", a)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("dns.serve: listening on %s/udp: %w", a, err)
+		}
+		s.udp = append(s.udp, pc)
+		// The same port as the UDP socket (matters with port 0).
+		tcpAddr := net.JoinHostPort(pc.LocalAddr().(*net.UDPAddr).IP.String(), fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("dns.serve: listening on %s/tcp: %w", a, err)
+		}
+		s.tcp = append(s.tcp, ln)
+	}
+	return s, nil
+}
+
+func (s *Server) close() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	for _, l := range s.tcp {
+		l.Close()
+	}
+}
+
+// Addrs returns the bound addresses (UDP and TCP share each port).
+func (s *Server) Addrs() []string {
+	var out []string
+	for _, c := range s.udp {
+		out = append(out, c.LocalAddr().String())
+	}
+	return out
+}
+
+// Update answers from cfg from now on.
+func (s *Server) Update(cfg *config.Config) {
+	s.answers.Store(newZoneData(cfg))
+}
+
+func newZoneData(cfg *config.Config) *zoneData {
+	d := DesiredRecords(cfg, SplitView)
+	z := &zoneData{zone: d.Zone, ttl: cfg.DNS.TTL, names: map[string][]Record{}, nodes: map[string]bool{d.Zone: true},
+		serial: uint32(time.Now().Unix())}
+	if z.ttl == 0 {
+		z.ttl = 300
+	}
+	z.ns = "ns." + d.Zone
+	if p := cfg.Gateway.Private; p != nil && inZone(p.FQDN, d.Zone) && len(PrivateAddress(p)) > 0 {
+		z.ns = p.FQDN
+	}
+	for _, r := range d.Records {
+		z.names[r.Name] = append(z.names[r.Name], r)
+		for n := r.Name; inZone(n, d.Zone); {
+			z.nodes[n] = true
+			_, parent, ok := strings.Cut(n, ".")
+			if !ok {
+				break
+			}
+			n = parent
+		}
+	}
+	return z
+}
+
+// Run serves until ctx is done, then closes the sockets.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var servers []*dns.Server
+	for _, pc := range s.udp {
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s})
+	}
+	for _, ln := range s.tcp {
+		servers = append(servers, &dns.Server{Listener: ln, Handler: s})
+	}
+	errs := make(chan error, len(servers))
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	for _, srv := range servers {
+		_ = srv.Shutdown()
+	}
+	s.close()
+	wg.Wait()
+	return err
+}
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := s.answer(req)
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := uint16(dns.MinMsgSize)
+		if o := req.IsEdns0(); o != nil {
+			size = max(o.UDPSize(), size)
+		}
+		m.Truncate(int(size))
+	}
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("dns: writing an answer", "error", err)
+	}
+}
+
+func (s *Server) answer(req *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	m.RecursionAvailable = false
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return m
+	}
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return m
+	}
+	if o := req.IsEdns0(); o != nil {
+		m.SetEdns0(max(o.UDPSize(), dns.MinMsgSize), false)
+	}
+	z := s.answers.Load()
+	q := req.Question[0]
+	name := normName(q.Name)
+	if z == nil || q.Qclass != dns.ClassINET || !inZone(name, z.zone) {
+		m.Rcode = dns.RcodeRefused
+		return m
+	}
+	m.Authoritative = true
+	z.resolve(m, name, q.Name, q.Qtype, 0)
+	return m
+}
+
+// resolve adds to m the answer for (name, qtype), following CNAMEs inside
+// the zone. owner is the name as asked (case kept).
+func (z *zoneData) resolve(m *dns.Msg, name, owner string, qtype uint16, depth int) {
+	if name == z.zone && (qtype == dns.TypeSOA || qtype == dns.TypeNS) {
+		if qtype == dns.TypeSOA {
+			m.Answer = append(m.Answer, z.soa())
+		} else {
+			m.Answer = append(m.Answer, &dns.NS{Hdr: z.hdr(owner, dns.TypeNS, z.ttl), Ns: dns.Fqdn(z.ns)})
+		}
+		return
+	}
+	recs, exists := z.lookup(name)
+	if !exists {
+		if depth == 0 {
+			m.Rcode = dns.RcodeNameError
+		}
+		m.Ns = append(m.Ns, z.soa())
+		return
+	}
+	for _, r := range recs {
+		if r.Type == "CNAME" && qtype != dns.TypeCNAME {
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: z.hdr(owner, dns.TypeCNAME, r.TTL), Target: dns.Fqdn(r.Values[0])})
+			if t := r.Values[0]; inZone(t, z.zone) && depth < 8 {
+				z.resolve(m, t, dns.Fqdn(t), qtype, depth+1)
+			}
+			return
+		}
+	}
+	found := false
+	for _, r := range recs {
+		if qtype != dns.TypeANY && dns.StringToType[r.Type] != qtype {
+			continue
+		}
+		rrs, err := toRRs(r)
+		if err != nil {
+			continue
+		}
+		for _, rr := range rrs {
+			rr.Header().Name = owner
+			m.Answer = append(m.Answer, rr)
+			found = true
+		}
+	}
+	if !found && len(m.Answer) == 0 {
+		m.Ns = append(m.Ns, z.soa()) // NODATA
+	}
+}
+
+// lookup returns the records at name, or at the wildcard that covers it
+// (RFC 4592: only when name does not exist, empty non-terminals included).
+func (z *zoneData) lookup(name string) ([]Record, bool) {
+	if z.nodes[name] {
+		return z.names[name], true
+	}
+	for n := name; n != z.zone; {
+		_, parent, ok := strings.Cut(n, ".")
+		if !ok {
+			break
+		}
+		if recs, ok := z.names["*."+parent]; ok {
+			return recs, true
+		}
+		if z.nodes[parent] {
+			break // the closest encloser exists and has no wildcard
+		}
+		n = parent
+	}
+	return nil, false
+}
+
+func (z *zoneData) hdr(name string, t uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: dns.Fqdn(name), Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+}
+
+func (z *zoneData) soa() dns.RR {
+	return &dns.SOA{Hdr: z.hdr(z.zone, dns.TypeSOA, z.ttl), Ns: dns.Fqdn(z.ns), Mbox: dns.Fqdn("hostmaster." + z.zone),
+		Serial: z.serial, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: z.ttl}
+}

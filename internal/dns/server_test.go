@@ -1,0 +1,124 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/miekg/dns"
+)
+
+const serveYAML = `version: 1
+domain: example.org
+dns:
+  flatten: %s
+relay: {public_ips: [203.0.113.7], gateway: 100.101.102.103}
+gateway:
+  public: {https: "100.101.102.103:10443", trusted_relays: [100.90.0.1]}
+  private: {https: ["100.101.102.103:443"], http: ["[fd7a::1]:80"]}
+services:
+  - {name: vault, host: vault, backend: "http://192.168.1.20:8080"}
+  - {name: blog, host: blog, expose: public, backend: "http://192.168.1.21:8080"}
+  - {name: apps, hosts: ["*.apps.example.org"], backend: "http://192.168.1.22:8080"}
+`
+
+// ask queries the server over net ("udp" or "tcp") and returns the rcode and
+// the answer and authority sections as text, without TTLs.
+func ask(t *testing.T, net, addr, name string, qtype uint16) (string, []string, []string) {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	r, _, err := (&dns.Client{Net: net}).Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	if r.RecursionAvailable {
+		t.Errorf("%s: recursion available", name)
+	}
+	text := func(rrs []dns.RR) []string {
+		var out []string
+		for _, rr := range rrs {
+			rr.Header().Ttl = 0
+			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+		}
+		return out
+	}
+	rcode := dns.RcodeToString[r.Rcode]
+	if r.Authoritative {
+		rcode += " aa"
+	}
+	return rcode, text(r.Answer), text(r.Ns)
+}
+
+func TestServer(t *testing.T) {
+	s, err := Listen([]string{"127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(parse(t, fmt.Sprintf(serveYAML, "false")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := s.Addrs()[0]
+	soa := func(serial uint32) string {
+		return fmt.Sprintf("example.org. 0 IN SOA private-relay.example.org. hostmaster.example.org. %d 3600 600 86400 300", serial)
+	}
+	serial := s.answers.Load().serial
+	tests := []struct {
+		name       string
+		qtype      uint16
+		rcode      string
+		answer, ns []string
+	}{
+		{"vault.example.org", dns.TypeA, "NOERROR aa", []string{
+			"vault.example.org. 0 IN CNAME private-relay.example.org.",
+			"private-relay.example.org. 0 IN A 100.101.102.103",
+		}, nil},
+		// Over the VPN, a public service is reached directly too.
+		{"Blog.Example.org", dns.TypeAAAA, "NOERROR aa", []string{
+			"Blog.Example.org. 0 IN CNAME private-relay.example.org.",
+			"private-relay.example.org. 0 IN AAAA fd7a::1",
+		}, nil},
+		{"x.apps.example.org", dns.TypeA, "NOERROR aa", []string{
+			"x.apps.example.org. 0 IN CNAME private-relay.example.org.",
+			"private-relay.example.org. 0 IN A 100.101.102.103",
+		}, nil},
+		{"relay.example.org", dns.TypeA, "NOERROR aa", []string{"relay.example.org. 0 IN A 203.0.113.7"}, nil},
+		{"vault.example.org", dns.TypeCNAME, "NOERROR aa", []string{"vault.example.org. 0 IN CNAME private-relay.example.org."}, nil},
+		{"relay.example.org", dns.TypeMX, "NOERROR aa", nil, []string{soa(serial)}},
+		{"apps.example.org", dns.TypeA, "NOERROR aa", nil, []string{soa(serial)}}, // an empty non-terminal
+		{"nope.example.org", dns.TypeA, "NXDOMAIN aa", nil, []string{soa(serial)}},
+		{"example.org", dns.TypeSOA, "NOERROR aa", []string{soa(serial)}, nil},
+		{"example.org", dns.TypeNS, "NOERROR aa", []string{"example.org. 0 IN NS private-relay.example.org."}, nil},
+		{"example.net", dns.TypeA, "REFUSED", nil, nil},
+		{"www.google.com", dns.TypeA, "REFUSED", nil, nil},
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, tt := range tests {
+			t.Run(proto+" "+tt.name+" "+dns.TypeToString[tt.qtype], func(t *testing.T) {
+				type reply struct {
+					Rcode      string
+					Answer, Ns []string
+				}
+				rcode, answer, ns := ask(t, proto, addr, tt.name, tt.qtype)
+				if diff := cmp.Diff(reply{tt.rcode, tt.answer, tt.ns}, reply{rcode, answer, ns}); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			})
+		}
+	}
+
+	// Flattening takes effect on the same socket.
+	s.Update(parse(t, fmt.Sprintf(serveYAML, "true")))
+	if _, answer, _ := ask(t, "udp", addr, "vault.example.org", dns.TypeA); !cmp.Equal(answer, []string{"vault.example.org. 0 IN A 100.101.102.103"}) {
+		t.Errorf("flattened vault A = %v", answer)
+	}
+}
