@@ -59,6 +59,7 @@ type Daemon struct {
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
+	dns      *dnsRunner // DNS records and the embedded DNS server; outlive generations
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -85,6 +86,7 @@ func New(opts Options) *Daemon {
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
+	d.dns = newDNSRunner(reg)
 	return d
 }
 
@@ -186,6 +188,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.metrics.reloadTime.SetToCurrentTime()
 	d.metrics.generation.Set(float64(d.gens))
 	d.speed.update(cfg, d.log)
+	d.dns.update(cfg, d.log)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}
@@ -207,6 +210,7 @@ func (d *Daemon) stop() {
 	d.mu.Unlock()
 	d.registry.Close() // stop accepting before draining
 	d.speed.stop()
+	d.dns.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
 	}

@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/dns"
+)
+
+// The DNS side of serve: one Reconciler for the daemon's life, fed every
+// config applied, and the embedded DNS server of dns.serve, which keeps its
+// sockets across reloads unless dns.serve.listen changes.
+
+type dnsRunner struct {
+	reg     prometheus.Registerer
+	onEvent func(dns.Event)
+
+	mu       sync.Mutex
+	rec      *dns.Reconciler
+	recStop  context.CancelFunc
+	recDone  chan struct{}
+	srv      *dns.Server
+	srvAddrs []string // as configured
+	srvStop  context.CancelFunc
+	srvDone  chan struct{}
+}
+
+func newDNSRunner(reg prometheus.Registerer) *dnsRunner {
+	return &dnsRunner{reg: reg}
+}
+
+// update follows cfg: the reconciler reconciles against it, the embedded
+// server answers from it (rebinding only for new listen addresses; if they
+// cannot be bound, the running server keeps serving the new answers).
+func (r *dnsRunner) update(cfg *config.Config, log *slog.Logger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rec == nil {
+		r.rec = dns.NewReconciler(dns.ReconcilerOptions{Log: log.With("component", "dns"), Registerer: r.reg, OnEvent: r.event})
+		ctx, cancel := context.WithCancel(context.Background())
+		r.recStop, r.recDone = cancel, make(chan struct{})
+		go func() {
+			defer close(r.recDone)
+			_ = r.rec.Run(ctx)
+		}()
+	}
+	r.rec.Update(cfg)
+
+	var want []string
+	if cfg.DNS.Serve != nil {
+		want = cfg.DNS.Serve.Listen
+	}
+	if r.srv != nil && slices.Equal(want, r.srvAddrs) {
+		r.srv.Update(cfg)
+		return
+	}
+	var next *dns.Server
+	if len(want) > 0 {
+		var err error
+		if next, err = dns.Listen(want, log); err != nil {
+			log.Error("the embedded DNS server cannot listen", "error", err)
+			if r.srv != nil {
+				r.srv.Update(cfg)
+			}
+			return
+		}
+	}
+	r.stopServerLocked()
+	if next == nil {
+		return
+	}
+	next.Update(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.srv, r.srvAddrs, r.srvStop, r.srvDone = next, want, cancel, make(chan struct{})
+	done := r.srvDone
+	go func() {
+		defer close(done)
+		if err := next.Run(ctx); err != nil {
+			log.Error("the embedded DNS server stopped", "error", err)
+		}
+	}()
+	log.Info("answering DNS for the lab", "zone", cfg.DNS.Zone, "listen", next.Addrs())
+}
+
+func (r *dnsRunner) stopServerLocked() {
+	if r.srv == nil {
+		return
+	}
+	r.srvStop()
+	<-r.srvDone
+	r.srv, r.srvAddrs = nil, nil
+}
+
+// stop stops the reconciler and the server and waits for them.
+func (r *dnsRunner) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopServerLocked()
+	if r.rec != nil {
+		r.recStop()
+		<-r.recDone
+		r.rec = nil
+	}
+}
+
+// event hands reconciler events to whoever subscribed (alerting, later).
+func (r *dnsRunner) event(e dns.Event) {
+	if r.onEvent != nil {
+		r.onEvent(e)
+	}
+}
+
+// serverAddrs returns the embedded DNS server's bound addresses.
+func (r *dnsRunner) serverAddrs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		return nil
+	}
+	return r.srv.Addrs()
+}
