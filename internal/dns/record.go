@@ -21,7 +21,10 @@ type Record struct {
 }
 
 // Key names an RRset.
-type Key struct{ Name, Type string }
+type Key struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
 
 // Key returns the RRset's name and type.
 func (r Record) Key() Key { return Key{r.Name, r.Type} }
