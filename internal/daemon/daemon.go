@@ -27,6 +27,7 @@ import (
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/dns"
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
 	"github.com/labgate/labgate/internal/listen"
@@ -45,6 +46,9 @@ type Options struct {
 	Version string
 	// Ready, if set, is called with the daemon once the first generation serves.
 	Ready func(*Daemon)
+	// OnDNSEvent, if set, is told when DNS reconciliation starts failing,
+	// recovers, or its conflicts change (for alerting).
+	OnDNSEvent func(dns.Event)
 }
 
 // Daemon runs `labgate serve`.
@@ -86,7 +90,7 @@ func New(opts Options) *Daemon {
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
-	d.dns = newDNSRunner(reg)
+	d.dns = newDNSRunner(reg, opts.OnDNSEvent)
 	return d
 }
 

@@ -30,8 +30,8 @@ type dnsRunner struct {
 	srvDone  chan struct{}
 }
 
-func newDNSRunner(reg prometheus.Registerer) *dnsRunner {
-	return &dnsRunner{reg: reg}
+func newDNSRunner(reg prometheus.Registerer, onEvent func(dns.Event)) *dnsRunner {
+	return &dnsRunner{reg: reg, onEvent: onEvent}
 }
 
 // update follows cfg: the reconciler reconciles against it, the embedded
@@ -113,14 +113,4 @@ func (r *dnsRunner) event(e dns.Event) {
 	if r.onEvent != nil {
 		r.onEvent(e)
 	}
-}
-
-// serverAddrs returns the embedded DNS server's bound addresses.
-func (r *dnsRunner) serverAddrs() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.srv == nil {
-		return nil
-	}
-	return r.srv.Addrs()
 }
