@@ -46,22 +46,35 @@ func Listen(addrs []string, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{log: log}
 	for _, a := range addrs {
-		pc, err := net.ListenPacket("udp", a)
+		pc, ln, err := listenBoth(a)
 		if err != nil {
 			s.close()
-			return nil, fmt.Errorf("dns.serve: listening on %s/udp: %w", a, err)
+			return nil, err
 		}
-		s.udp = append(s.udp, pc)
-		// The same port as the UDP socket (matters with port 0).
-		tcpAddr := net.JoinHostPort(pc.LocalAddr().(*net.UDPAddr).IP.String(), fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := net.Listen("tcp", tcpAddr)
-		if err != nil {
-			s.close()
-			return nil, fmt.Errorf("dns.serve: listening on %s/tcp: %w", a, err)
-		}
-		s.tcp = append(s.tcp, ln)
+		s.udp, s.tcp = append(s.udp, pc), append(s.tcp, ln)
 	}
 	return s, nil
+}
+
+// listenBoth binds UDP and TCP on the same port of addr. With port 0 the
+// port is the one the UDP socket got, tried again a few times when TCP has
+// it in use.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns.serve: listening on %s/udp: %w", addr, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 10 {
+			return nil, nil, fmt.Errorf("dns.serve: listening on %s/tcp: %w", addr, err)
+		}
+	}
 }
 
 func (s *Server) close() {
