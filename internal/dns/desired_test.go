@@ -11,11 +11,15 @@ import (
 
 func parse(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse("lab.yaml", []byte(yaml), config.Options{Getenv: func(string) (string, bool) { return "", false }})
+	cfg, err := parseConfig(yaml)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	return cfg
+}
+
+func parseConfig(yaml string) (*config.Config, error) {
+	return config.Parse("lab.yaml", []byte(yaml), config.Options{Getenv: func(string) (string, bool) { return "", false }})
 }
 
 const labYAML = `version: 1

@@ -122,3 +122,41 @@ func TestServer(t *testing.T) {
 		t.Errorf("flattened vault A = %v", answer)
 	}
 }
+
+// FuzzServerAnswer feeds the server arbitrary queries: it must answer each
+// without panicking, never recursively, and never for a name outside the zone.
+func FuzzServerAnswer(f *testing.F) {
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"vault.example.org.", dns.TypeA}, {"x.apps.example.org.", dns.TypeANY}, {".", dns.TypeNS}, {"example.net.", dns.TypeA}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		b, _ := m.Pack()
+		f.Add(b)
+	}
+	cfg, err := parseConfig(fmt.Sprintf(serveYAML, "false"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{}
+	s.Update(cfg)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req := new(dns.Msg)
+		if req.Unpack(b) != nil {
+			return
+		}
+		m := s.answer(req)
+		if m.RecursionAvailable {
+			t.Fatal("recursion available")
+		}
+		for _, rr := range m.Answer {
+			if !inZone(normName(rr.Header().Name), "example.org") {
+				t.Fatalf("answered for %s", rr.Header().Name)
+			}
+		}
+		if _, err := m.Pack(); err != nil {
+			t.Fatalf("answer does not pack: %v", err)
+		}
+	})
+}
