@@ -378,3 +378,27 @@ func FuzzCloudflareTXT(f *testing.F) {
 		}
 	})
 }
+
+func TestCloudflareProxiedToggle(t *testing.T) {
+	f, srv := newFakeCloudflare(t)
+	p := &Cloudflare{Token: f.token, Zone: "example.org", BaseURL: srv.URL, Client: srv.Client()}
+	www := Record{Name: "www.example.org", Type: "A", TTL: 300, Values: []string{"203.0.113.7", "203.0.113.8"}}
+	reconcileOnce(t, p, []Record{www}, "homelab")
+	www.Proxied = true
+	cs := reconcileOnce(t, p, []Record{www}, "homelab")
+	if diff := cmp.Diff([]string{"update www.example.org A 203.0.113.7, 203.0.113.8 (proxied) (was 203.0.113.7, 203.0.113.8)"}, actions(cs)); diff != "" {
+		t.Fatalf("plan (-want +got):\n%s", diff)
+	}
+	want := []string{
+		`a-www.example.org TXT "heritage=external-dns,external-dns/owner=homelab" 300`,
+		"www.example.org A 203.0.113.7 1 proxied",
+		"www.example.org A 203.0.113.8 1 proxied",
+	}
+	if diff := cmp.Diff(want, f.state()); diff != "" {
+		t.Fatalf("zone (-want +got):\n%s", diff)
+	}
+	// Proxied records come back with TTL 1 (automatic): in sync, not updated again.
+	if cs := reconcileOnce(t, p, []Record{www}, "homelab"); len(cs.Changes) != 0 {
+		t.Fatalf("third run: %v", actions(cs))
+	}
+}
