@@ -78,4 +78,24 @@ dns:
 	if got := lookup(b.Addr, "blog.lab.test", dns.TypeA); !slices.Equal(got, []string{"192.0.2.1"}) {
 		t.Errorf("blog.lab.test A = %v", got)
 	}
+
+	// wiki goes away while the file names a server that does not answer:
+	// reconciliation is reported failing, BIND keeps wiki.
+	closed := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + strings.Replace(dnsSection, b.Addr, closed, 1))
+	waitFor(t, "labgate_dns_reconcile_success 0", func() bool {
+		return strings.Contains(scrape(t, l.addr(admin)), "\nlabgate_dns_reconcile_success 0\n")
+	})
+	if got := lookup(b.Addr, "wiki.lab.test", dns.TypeCNAME); len(got) != 1 {
+		t.Errorf("wiki.lab.test = %v, want it kept", got)
+	}
+	// Back on BIND: wiki is deleted, with its ownership record, and the
+	// reconciliation recovers.
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + dnsSection)
+	waitFor(t, "wiki gone from BIND", func() bool {
+		return len(lookup(b.Addr, "wiki.lab.test", dns.TypeCNAME)) == 0 && len(lookup(b.Addr, "cname-wiki.lab.test", dns.TypeTXT)) == 0
+	})
+	waitFor(t, "labgate_dns_reconcile_success 1", func() bool {
+		return strings.Contains(scrape(t, l.addr(admin)), "\nlabgate_dns_reconcile_success 1\n")
+	})
 }
