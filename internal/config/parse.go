@@ -23,6 +23,10 @@ import (
 type Options struct {
 	// Getenv resolves ${VAR}; nil uses os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// Bootstrap, when set, is the local file of a git-followed setup and the
+	// file parsed is the one fetched from git: it takes its state_dir and git
+	// from Bootstrap and may only repeat them unchanged.
+	Bootstrap *Config
 }
 
 // Load reads and parses the file at path.
@@ -95,6 +99,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	cfg := b.build(&f)
 	cfg.Path = name
 	cfg.positions = d.pos
+	b.git(cfg, f.Git, opts.Bootstrap)
 	if len(d.errs) > 0 {
 		d.errs.sort()
 		return nil, d.errs
