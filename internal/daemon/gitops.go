@@ -14,6 +14,7 @@ import (
 
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gitops"
+	"github.com/labgate/labgate/internal/sops"
 )
 
 // gitSource is serve following a git repository. The local file (the
@@ -81,7 +82,19 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 
 // applyRevision parses a fetched revision and swaps it in.
 func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) error {
-	cfg, err := config.Parse(rev.File, rev.Data, config.Options{Bootstrap: boot})
+	data := rev.Data
+	if sops.Encrypted(data) {
+		ids, err := sops.Identities(nil, boot.Git.AgeKeyFile)
+		if err == nil {
+			data, err = sops.Decrypt(data, ids)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: %w", rev.File, err)
+			d.reloadFailed(err)
+			return err
+		}
+	}
+	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot})
 	if err != nil {
 		d.reloadFailed(err)
 		return err
