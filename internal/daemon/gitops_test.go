@@ -80,6 +80,12 @@ func gitLabConfig(l *lab, extra string) string {
 // pushes the first revision (it gets the lab, for the backends' URLs).
 func startGitLab(t *testing.T, repo *gitRepo, first func(*lab)) *lab {
 	t.Helper()
+	return startGitLabWith(t, repo, "", first)
+}
+
+// startGitLabWith is startGitLab with more keys in the git section.
+func startGitLabWith(t *testing.T, repo *gitRepo, extraGit string, first func(*lab)) *lab {
+	t.Helper()
 	l := &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
 	l.backend["www"] = newBackend(t, "www")
 	l.backend["vault"] = newBackend(t, "vault")
@@ -92,7 +98,7 @@ git:
   url: %s
   interval: 1h
   webhook: { secret: s3cret }
-`, repo.bare))
+%s`, repo.bare, extraGit))
 	ready := make(chan struct{})
 	l.d = New(Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
@@ -268,5 +274,79 @@ func TestGitOpsRestartServesWithoutTheForge(t *testing.T) {
 	}
 	if st := l.gitStatus(); st.Deployed != first {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// sopsCLI returns the sops binary: on PATH or where .ci/install-deps puts it.
+func sopsCLI(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("sops"); err == nil {
+		return p
+	}
+	dir := os.Getenv("LABGATE_TOOLS")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "labgate-tools")
+	}
+	if p := filepath.Join(dir, "sops"); exec.Command(p, "--version", "--disable-version-check").Run() == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("sops is not installed (run .ci/install-deps); under CI=true a missing peer is a failure")
+	}
+	t.Skip("sops is not installed (run .ci/install-deps)")
+	return ""
+}
+
+// TestGitOpsSecretsInGit follows a repository whose config has its secrets
+// encrypted by the sops CLI, decrypted with git.age_key_file; a tampered
+// revision is refused and the previous one keeps serving.
+func TestGitOpsSecretsInGit(t *testing.T) {
+	bin := sopsCLI(t)
+	key, err := filepath.Abs("../sops/testdata/key.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyText, _ := os.ReadFile(key)
+	recipient := strings.Fields(strings.SplitAfter(string(keyText), "public key: ")[1])[0]
+	encrypt := func(plain string) string {
+		t.Helper()
+		cmd := exec.Command(bin, "encrypt", "--age", recipient, "--encrypted-regex", "^(secret|token)$",
+			"--input-type", "yaml", "--output-type", "yaml", "/dev/stdin")
+		cmd.Stdin = strings.NewReader(plain)
+		cmd.Env = append(os.Environ(), "SOPS_AGE_KEY_FILE="+key)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sops encrypt: %v", err)
+		}
+		return string(out)
+	}
+	secrets := "alerts:\n  ops: { webhook: { url: \"https://hooks.example.org/x\", secret: hmac-s3cret } }\n"
+	repo := newGitRepo(t)
+	var first, enc string
+	l := startGitLabWith(t, repo, "  age_key_file: "+key+"\n", func(l *lab) {
+		enc = encrypt(secrets + gitLabConfig(l, ""))
+		first = repo.push("encrypted", enc, false)
+	})
+	if strings.Contains(enc, "hmac-s3cret") || !strings.Contains(enc, "ENC[AES256_GCM") {
+		t.Fatalf("the file in git is not encrypted:\n%s", enc)
+	}
+	if got := l.d.config().Alerts[0].Webhook.Secret.Value(); got != "hmac-s3cret" {
+		t.Errorf("secret = %q after decryption", got)
+	}
+	if code, _, _ := get(t, l.client(l.addr(privHTTPS), "", ""), "https://vault.lab.test/"); code != 200 {
+		t.Fatalf("the encrypted revision does not serve: %d", code)
+	}
+	// Someone changes a readable value without sops: the MAC no longer matches.
+	tampered := strings.Replace(enc, "https://hooks.example.org/x", "https://evil.example.org/x", 1)
+	bad := repo.push("tampered", tampered, false)
+	l.hook("s3cret", "main")
+	waitFor(t, "the tampered revision to be attempted", func() bool { return l.gitStatus().Attempted == bad })
+	st := l.gitStatus()
+	if st.Deployed != first || !strings.Contains(st.LastError, "MAC mismatch") {
+		t.Errorf("status after a tampered push: %+v", st)
+	}
+	if code, _, _ := get(t, l.client(l.addr(privHTTPS), "", ""), "https://vault.lab.test/"); code != 200 {
+		t.Errorf("the previous revision stopped serving: %d", code)
 	}
 }

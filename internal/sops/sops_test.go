@@ -241,3 +241,24 @@ func TestFreshlyEncryptedBySops(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecrypt: whatever the file, Decrypt returns an error or a result, never panics.
+func FuzzDecrypt(f *testing.F) {
+	for _, name := range []string{"lab.enc.yaml", "types.enc.yaml", "types-maconly.enc.yaml", "tampered-swapped.enc.yaml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	ids, err := Identities(func(string) (string, bool) { return "", false }, filepath.Join("testdata", "key.txt"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := Decrypt(data, ids)
+		if err == nil && Encrypted(out) {
+			t.Errorf("the output still has sops metadata")
+		}
+	})
+}
