@@ -27,6 +27,9 @@ type Options struct {
 	// file parsed is the one fetched from git: it takes its state_dir and git
 	// from Bootstrap and may only repeat them unchanged.
 	Bootstrap *Config
+	// ReadSecret reads the file of a *_file secret; nil uses os.ReadFile.
+	// (It may decrypt: see internal/sops.)
+	ReadSecret func(name string) ([]byte, error)
 }
 
 // Load reads and parses the file at path.
@@ -45,12 +48,16 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.LookupEnv
 	}
+	if opts.ReadSecret == nil {
+		opts.ReadSecret = os.ReadFile
+	}
 	d := &decoder{
-		file:    name,
-		dir:     filepath.Dir(name),
-		getenv:  opts.Getenv,
-		pos:     map[string]position{},
-		secrets: map[string]bool{},
+		file:       name,
+		dir:        filepath.Dir(name),
+		getenv:     opts.Getenv,
+		pos:        map[string]position{},
+		secrets:    map[string]bool{},
+		readSecret: opts.ReadSecret,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node

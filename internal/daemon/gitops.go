@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gitops"
 	"github.com/labgate/labgate/internal/sops"
@@ -83,8 +85,9 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 // applyRevision parses a fetched revision and swaps it in.
 func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) error {
 	data := rev.Data
+	keys := func() ([]age.Identity, error) { return sops.Identities(nil, boot.Git.AgeKeyFile) }
 	if sops.Encrypted(data) {
-		ids, err := sops.Identities(nil, boot.Git.AgeKeyFile)
+		ids, err := keys()
 		if err == nil {
 			data, err = sops.Decrypt(data, ids)
 		}
@@ -94,7 +97,7 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) error {
 			return err
 		}
 	}
-	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot})
+	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys)})
 	if err != nil {
 		d.reloadFailed(err)
 		return err

@@ -156,36 +156,67 @@ func Identities(getenv func(string) (string, bool), keyFile string) ([]age.Ident
 // Decrypt decrypts a SOPS-encrypted YAML file with ids. See the package
 // documentation for what it checks and what it returns.
 func Decrypt(data []byte, ids []age.Identity) ([]byte, error) {
+	w, root, idx, err := open(data, ids)
+	if err != nil {
+		return nil, err
+	}
+	if root.Style&yaml.FlowStyle != 0 {
+		return nil, errors.New("sops: the file is JSON or flow-style YAML; labgate decrypts YAML files in place (sops encrypt lab.yaml)")
+	}
+	return w.output(data, root, idx)
+}
+
+// DecryptData decrypts a file that sops encrypted as binary (a secret file
+// beside the config: `sops encrypt --input-type binary --output-type yaml
+// token.txt`, or JSON output) and returns the original bytes.
+func DecryptData(data []byte, ids []age.Identity) ([]byte, error) {
+	w, root, idx, err := open(data, ids)
+	if err != nil {
+		return nil, err
+	}
+	if len(root.Content) != 4 {
+		return nil, errors.New("sops: not a file sops encrypted as binary (it has more than data and sops): encrypt secret files with sops encrypt --input-type binary")
+	}
+	v := root.Content[2-idx+1]
+	if root.Content[2-idx].Value != "data" || w.plain[v] == nil {
+		return nil, errors.New("sops: not a file sops encrypted as binary (no encrypted data): encrypt secret files with sops encrypt --input-type binary")
+	}
+	return w.plain[v], nil
+}
+
+// open parses the file, unwraps its data key, decrypts every value and
+// checks the MAC.
+func open(data []byte, ids []age.Identity) (*walker, *yaml.Node, int, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("sops: %w", err)
+		return nil, nil, 0, fmt.Errorf("sops: %w", err)
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return nil, errors.New("sops: only files with one YAML document are supported")
+		return nil, nil, 0, errors.New("sops: only files with one YAML document are supported")
 	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode || doc.Content[0].Style&yaml.FlowStyle != 0 {
-		return nil, errors.New("sops: the file is not a YAML mapping written by sops")
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, nil, 0, errors.New("sops: the file is not a YAML mapping written by sops")
 	}
 	root := doc.Content[0]
 	idx, metaNode := sopsKey(root)
 	if metaNode == nil {
-		return nil, errors.New("sops: the file has no sops metadata (encrypt it with `sops encrypt -i FILE`)")
+		return nil, nil, 0, errors.New("sops: the file has no sops metadata (encrypt it with `sops encrypt -i FILE`)")
 	}
 	var m metadata
 	if err := metaNode.Decode(&m); err != nil {
-		return nil, fmt.Errorf("sops: metadata: %w", err)
+		return nil, nil, 0, fmt.Errorf("sops: metadata: %w", err)
 	}
 	if err := m.check(); err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	key, err := m.dataKey(ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 
-	w := &walker{meta: &m, key: key, hash: sha512.New(), replace: map[*yaml.Node]string{}}
+	w := &walker{meta: &m, key: key, hash: sha512.New(), replace: map[*yaml.Node]string{}, plain: map[*yaml.Node][]byte{}}
 	if m.MACOnlyEncrypted {
 		w.hash.Write(macOnlyEncryptedInit)
 	}
@@ -194,21 +225,21 @@ func Decrypt(data []byte, ids []age.Identity) ([]byte, error) {
 			continue
 		}
 		if err := w.item(root.Content[i], root.Content[i+1], nil); err != nil {
-			return nil, err
+			return nil, nil, 0, err
 		}
 	}
 	lastModified, err := time.Parse(time.RFC3339, m.LastModified)
 	if err != nil {
-		return nil, fmt.Errorf("sops: metadata lastmodified %q: %w", m.LastModified, err)
+		return nil, nil, 0, fmt.Errorf("sops: metadata lastmodified %q: %w", m.LastModified, err)
 	}
 	fileMAC, _, err := decryptValue(m.MAC, key, lastModified.Format(time.RFC3339))
 	if err != nil {
-		return nil, fmt.Errorf("sops: cannot decrypt the MAC (the metadata was changed): %w", err)
+		return nil, nil, 0, fmt.Errorf("sops: cannot decrypt the MAC (the metadata was changed): %w", err)
 	}
 	if sum := fmt.Sprintf("%X", w.hash.Sum(nil)); string(fileMAC) != sum {
-		return nil, errors.New("sops: MAC mismatch: the file was changed after sops encrypted it (edit it with `sops edit`)")
+		return nil, nil, 0, errors.New("sops: MAC mismatch: the file was changed after sops encrypted it (edit it with `sops edit`)")
 	}
-	return w.output(data, root, idx)
+	return w, root, idx, nil
 }
 
 func (m *metadata) check() error {
@@ -295,6 +326,7 @@ type walker struct {
 	key     []byte
 	hash    hash.Hash
 	replace map[*yaml.Node]string // encrypted scalar -> YAML text of its plaintext
+	plain   map[*yaml.Node][]byte // encrypted scalar -> its plaintext
 }
 
 func (w *walker) item(k, v *yaml.Node, path []string) error {
@@ -358,6 +390,7 @@ func (w *walker) scalar(n *yaml.Node, path []string) error {
 				return fmt.Errorf("sops: line %d: %s: %w", n.Line, strings.Join(path, "."), err)
 			}
 			w.replace[n] = text
+			w.plain[n] = pt
 			plain = mac
 		}
 	} else {
@@ -595,4 +628,22 @@ func (w *walker) output(data []byte, root *yaml.Node, idx int) ([]byte, error) {
 		}
 	}
 	return []byte(strings.Join(lines, "")), nil
+}
+
+// SecretFile returns a reader for the files of *_file secrets
+// (config.Options.ReadSecret): a file sops encrypted as binary is decrypted
+// with the identities keys returns (asked for only then); any other file is
+// returned as it is.
+func SecretFile(keys func() ([]age.Identity, error)) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		b, err := os.ReadFile(name)
+		if err != nil || !Encrypted(b) {
+			return b, err
+		}
+		ids, err := keys()
+		if err != nil {
+			return nil, err
+		}
+		return DecryptData(b, ids)
+	}
 }

@@ -262,3 +262,31 @@ func FuzzDecrypt(f *testing.F) {
 		}
 	})
 }
+
+func TestSecretFilesBesideTheConfig(t *testing.T) {
+	ids := identities(t, "key.txt")
+	want := string(read(t, "token.txt"))
+	for _, name := range []string{"token.sops.yaml", "token.sops.json"} {
+		got, err := DecryptData(read(t, name), ids)
+		if err != nil || string(got) != want {
+			t.Errorf("DecryptData(%s) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := DecryptData(read(t, "tampered-token.sops.yaml"), ids); err == nil || !strings.Contains(err.Error(), "cannot decrypt the MAC") {
+		t.Errorf("tampered: %v", err)
+	}
+	if _, err := DecryptData(read(t, "lab.enc.yaml"), ids); err == nil || !strings.Contains(err.Error(), "not a file sops encrypted as binary") {
+		t.Errorf("a whole config as a secret file: %v", err)
+	}
+	if _, err := Decrypt(read(t, "token.sops.json"), ids); err == nil || !strings.Contains(err.Error(), "JSON") {
+		t.Errorf("Decrypt of JSON: %v", err)
+	}
+	asked := 0
+	read := SecretFile(func() ([]age.Identity, error) { asked++; return ids, nil })
+	if b, err := read("testdata/token.txt"); err != nil || string(b) != want || asked != 0 {
+		t.Errorf("a plain secret file: %q, %v (keys asked %d times)", b, err, asked)
+	}
+	if b, err := read("testdata/token.sops.json"); err != nil || string(b) != want {
+		t.Errorf("an encrypted secret file: %q, %v", b, err)
+	}
+}

@@ -45,11 +45,21 @@ for f in tampered-*.enc.yaml; do
   fi
 done
 
+# A secret file beside the config, encrypted as binary (YAML and JSON output), and a tampered copy.
+"$sops" encrypt --age "$recipient" --input-type binary --output-type yaml token.txt >token.sops.yaml
+"$sops" encrypt --age "$recipient" --input-type binary --output-type json token.txt >token.sops.json
+sed 's/^    lastmodified: "2/    lastmodified: "1/' token.sops.yaml >tampered-token.sops.yaml
+if "$sops" decrypt --input-type yaml --output-type binary tampered-token.sops.yaml >/dev/null 2>&1; then
+  echo "gen.sh: sops decrypts tampered-token.sops.yaml" >&2
+  exit 1
+fi
+
 # A file with a config error below its secrets, and the CLI test that uses them all.
 enc --encrypted-regex '^(secret|access_token|api_token|token|password|tsig_secret)$' labbad.plain.yaml >labbad.enc.yaml
 {
   cat check.txtar.head
-  for f in key.txt other-key.txt lab.enc.yaml labbad.enc.yaml tampered-plain-value.enc.yaml tampered-swapped.enc.yaml; do
+  for f in key.txt other-key.txt lab.enc.yaml labbad.enc.yaml tampered-plain-value.enc.yaml tampered-swapped.enc.yaml \
+    sidefile.yaml sidefile-tampered.yaml token.sops.yaml tampered-token.sops.yaml; do
     echo "-- $f --"
     cat "$f"
   done
