@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -90,6 +91,9 @@ func startGitLabWith(t *testing.T, repo *gitRepo, extraGit string, first func(*l
 	l.backend["www"] = newBackend(t, "www")
 	l.backend["vault"] = newBackend(t, "vault")
 	first(l)
+	if !strings.Contains(extraGit, "webhook:") {
+		extraGit = "  webhook: { secret: s3cret }\n" + extraGit
+	}
 	l.file = filepath.Join(l.dir, "local.yaml")
 	l.write(fmt.Sprintf(`version: 1
 state_dir: ./state
@@ -97,7 +101,6 @@ log: { level: debug }
 git:
   url: %s
   interval: 1h
-  webhook: { secret: s3cret }
 %s`, repo.bare, extraGit))
 	ready := make(chan struct{})
 	l.d = New(Options{
@@ -349,4 +352,42 @@ func TestGitOpsSecretsInGit(t *testing.T) {
 	if code, _, _ := get(t, l.client(l.addr(privHTTPS), "", ""), "https://vault.lab.test/"); code != 200 {
 		t.Errorf("the previous revision stopped serving: %d", code)
 	}
+}
+
+// TestGitOpsWebhookOnItsOwnListener serves the webhook on git.webhook.listen,
+// and nothing else there; the admin address then has no /hooks/git.
+func TestGitOpsWebhookOnItsOwnListener(t *testing.T) {
+	repo := newGitRepo(t)
+	hookAddr := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
+	l := startGitLabWith(t, repo, "  webhook: { secret: own, listen: \""+hookAddr+"\" }\n", func(l *lab) {
+		repo.push("first", gitLabConfig(l, ""), false)
+	})
+	post := func(url, key string) int {
+		body := `{"ref":"refs/heads/main"}`
+		m := hmac.New(sha256.New, []byte(key))
+		m.Write([]byte(body))
+		req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+		req.Header.Set("X-Gitea-Signature", hex.EncodeToString(m.Sum(nil)))
+		req.Header.Set("X-Gitea-Event", "push")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	good := repo.push("add echo", gitLabConfig(l, "  - { name: hello, host: hello, echo: true }\n"), false)
+	if code := post("http://"+hookAddr+"/hooks/git", "wrong"); code != http.StatusForbidden {
+		t.Errorf("wrong signature on the webhook listener: %d", code)
+	}
+	if code := post("http://"+l.addr(admin)+"/hooks/git", "own"); code != http.StatusNotFound {
+		t.Errorf("the admin address answers the webhook with %d, want 404 (it has its own listener)", code)
+	}
+	if code := post("http://"+hookAddr+"/metrics", "own"); code != http.StatusNotFound {
+		t.Errorf("the webhook listener serves /metrics: %d", code)
+	}
+	if code := post("http://"+hookAddr+"/hooks/git", "own"); code != http.StatusAccepted {
+		t.Fatalf("webhook listener answered %d", code)
+	}
+	waitFor(t, "the pushed revision", func() bool { return l.gitStatus().Deployed == good })
 }
