@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -326,4 +327,34 @@ func TestWebhook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunFetchesOnTheInterval: with fake time, a push is picked up within
+// the interval and its jitter (±10%), not before the earliest moment.
+func TestRunFetchesOnTheInterval(t *testing.T) {
+	f := newForge(t)
+	first := f.commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.push()
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Interval: time.Minute, Dir: dir, Apply: r.apply})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(53 * time.Second) // before the earliest tick (54 s)
+		synctest.Wait()
+		if r.last() != "" {
+			t.Fatal("fetched before the interval")
+		}
+		time.Sleep(14 * time.Second) // past the latest tick (66 s)
+		synctest.Wait()
+		if r.last() != first {
+			t.Fatalf("not fetched after the interval: %v", r.applied)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
