@@ -206,7 +206,7 @@ func TestGitOps(t *testing.T) {
 	if code := l.hook("s3cret", "main"); code != http.StatusAccepted {
 		t.Fatalf("webhook answered %d", code)
 	}
-	waitFor(t, "the bad revision to be attempted", func() bool { return l.gitStatus().Attempted == bad })
+	waitFor(t, "the bad revision to be attempted", func() bool { st := l.gitStatus(); return st.Attempted == bad && st.LastError != "" })
 	st := l.gitStatus()
 	if st.Deployed != good || !strings.Contains(st.LastError, "services[0].name") {
 		t.Errorf("status after a bad push: %+v", st)
@@ -227,8 +227,9 @@ func TestGitOps(t *testing.T) {
 	// Tried once: another trigger does not try the bad revision again.
 	gens := l.d.generation()
 	l.hook("s3cret", "main")
-	l.hook("s3cret", "main")
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "a fetch that skips the refused head", func() bool {
+		return strings.Contains(l.logs.String(), "git head was refused before")
+	})
 	if n := strings.Count(l.logs.String(), "revision="+bad[:12]+" subject="); n != 1 {
 		t.Errorf("the bad revision was applied %d times, want once", n)
 	}
@@ -344,7 +345,7 @@ func TestGitOpsSecretsInGit(t *testing.T) {
 	tampered := strings.Replace(enc, "https://hooks.example.org/x", "https://evil.example.org/x", 1)
 	bad := repo.push("tampered", tampered, false)
 	l.hook("s3cret", "main")
-	waitFor(t, "the tampered revision to be attempted", func() bool { return l.gitStatus().Attempted == bad })
+	waitFor(t, "the tampered revision to be attempted", func() bool { st := l.gitStatus(); return st.Attempted == bad && st.LastError != "" })
 	st := l.gitStatus()
 	if st.Deployed != first || !strings.Contains(st.LastError, "MAC mismatch") {
 		t.Errorf("status after a tampered push: %+v", st)
