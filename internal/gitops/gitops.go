@@ -18,6 +18,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,6 +134,7 @@ func (s *Syncer) Status() Status {
 	for c := range s.refused {
 		st.Refused = append(st.Refused, c)
 	}
+	slices.Sort(st.Refused)
 	return st
 }
 

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -357,4 +359,57 @@ func TestRunFetchesOnTheInterval(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestHTTPCredentials fetches over smart HTTP from git's own http-backend
+// (as forges serve it) behind basic auth, with a token and with a password.
+func TestHTTPCredentials(t *testing.T) {
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Skip("git-http-backend not installed")
+	}
+	f := newForge(t)
+	c := f.commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.push()
+	cgiHandler := &cgi.Handler{Path: backend, Root: "/",
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(f.bare), "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || !(user == "me" && pass == "pw" || pass == "tok") {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		cgiHandler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/lab.git"
+	for _, tc := range []struct {
+		name                      string
+		username, password, token string
+		ok                        bool
+	}{
+		{"token", "", "", "tok", true},
+		{"username and password", "me", "pw", "", true},
+		{"wrong password", "me", "guess", "", false},
+		{"no credentials", "", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			s := New(Options{URL: url, Branch: "main", Path: "lab.yaml", Dir: t.TempDir(), Apply: r.apply,
+				Username: tc.username, Password: tc.password, Token: tc.token})
+			err := s.Sync(context.Background())
+			if tc.ok && (err != nil || r.last() != c) {
+				t.Fatalf("Sync = %v, applied %v", err, r.applied)
+			}
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("fetched without valid credentials")
+				}
+				if st := s.Status(); !strings.Contains(st.LastError, "authentication required") {
+					t.Errorf("last error %q, want it to say authentication is required", st.LastError)
+				}
+			}
+		})
+	}
 }
