@@ -83,7 +83,12 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 }
 
 // applyRevision parses a fetched revision and swaps it in.
-func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) error {
+func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) (err error) {
+	defer func() {
+		if err != nil && d.config() == nil {
+			err = fmt.Errorf("%w (nothing serves yet)", err)
+		}
+	}()
 	data := rev.Data
 	keys := func() ([]age.Identity, error) { return sops.Identities(nil, boot.Git.AgeKeyFile) }
 	if sops.Encrypted(data) {
@@ -93,17 +98,17 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) error {
 		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", rev.File, err)
-			d.reloadFailed(err)
+			d.revisionRefused(err)
 			return err
 		}
 	}
 	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys)})
 	if err != nil {
-		d.reloadFailed(err)
+		d.revisionRefused(err)
 		return err
 	}
 	if err := Check(cfg); err != nil {
-		d.reloadFailed(err)
+		d.revisionRefused(err)
 		return err
 	}
 	_, err = d.swap(cfg)
@@ -125,4 +130,14 @@ func (g *gitSource) routes(mux *http.ServeMux) {
 	if w := g.boot.Git.Webhook; w != nil && w.Listen == "" {
 		mux.Handle("/hooks/git", g.syncer.Webhook(w.Secret.Value()))
 	}
+}
+
+// revisionRefused reports a refused revision: as a refused reload when a
+// generation serves, else just logged (serve reports it when it cannot start).
+func (d *Daemon) revisionRefused(err error) {
+	if d.config() != nil {
+		d.reloadFailed(err)
+		return
+	}
+	d.log.Error("git revision refused", "error", err)
 }

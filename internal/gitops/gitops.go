@@ -299,6 +299,10 @@ func (s *Syncer) failed(commit string, err error) {
 	if m := s.opts.Metrics; m != nil {
 		m.failures.Inc()
 	}
+	if deployed == "" {
+		s.opts.Log.Error("git sync failed, no revision serves yet", "revision", short(commit), "error", err)
+		return
+	}
 	s.opts.Log.Error("git sync failed, the previous revision keeps serving", "revision", short(commit), "serving", short(deployed), "error", err)
 }
 
