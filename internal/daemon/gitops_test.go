@@ -392,3 +392,36 @@ func TestGitOpsWebhookOnItsOwnListener(t *testing.T) {
 	}
 	waitFor(t, "the pushed revision", func() bool { return l.gitStatus().Deployed == good })
 }
+
+// TestGitOpsFirstRevisionRefused: with nothing served before, a bad first
+// revision or an unreachable forge stops serve with the reason.
+func TestGitOpsFirstRevisionRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		setup      func(*gitRepo)
+	}{
+		{"bad config", `services[0].name: "Bad Name" is not a valid name`, func(r *gitRepo) {
+			r.push("bad", "version: 1\nservices:\n  - { name: Bad Name, host: x.example.org, echo: true }\n", false)
+		}},
+		{"no forge", "nothing to serve from", func(r *gitRepo) { os.RemoveAll(r.bare) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := newGitRepo(t)
+			tc.setup(repo)
+			dir := t.TempDir()
+			file := filepath.Join(dir, "local.yaml")
+			os.WriteFile(file, []byte("version: 1\nstate_dir: ./state\ngit: { url: "+repo.bare+" }\n"), 0o644)
+			logs := &testpeer.Buffer{}
+			d := New(Options{Load: func() (*config.Config, error) { return config.Load(file, config.Options{}) }, Stderr: logs})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := d.Run(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run = %v, want an error saying %q\n%s", err, tc.want, logs)
+			}
+			if strings.Contains(logs.String(), "keeps serving") || strings.Contains(logs.String(), "still serving") {
+				t.Errorf("logs claim something serves:\n%s", logs)
+			}
+		})
+	}
+}
