@@ -259,15 +259,16 @@ func (s *Syncer) apply(ctx context.Context, rev Revision) error {
 	}
 	s.synced()
 	s.opts.Log.Info("git revision serving", "revision", short(rev.Commit), "previous", short(prev))
-	s.prune(rev.Commit)
+	s.prune(rev.Commit, prev)
 	return nil
 }
 
-// prune removes revision directories other than the deployed one.
-func (s *Syncer) prune(keep string) {
+// prune removes the revision directories other than the deployed one and
+// the one before it (its generation may still be draining).
+func (s *Syncer) prune(keep ...string) {
 	ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "rev"))
 	for _, e := range ents {
-		if e.Name() != keep {
+		if !slices.Contains(keep, e.Name()) {
 			os.RemoveAll(filepath.Join(s.opts.Dir, "rev", e.Name()))
 		}
 	}

@@ -182,8 +182,8 @@ func TestSyncAppliesGoodAndRefusesBadOnce(t *testing.T) {
 	if r.last() != fixed || s.Status().LastError != "" {
 		t.Errorf("after a fix: applied %v, status %+v", r.applied, s.Status())
 	}
-	if ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "rev")); len(ents) != 1 {
-		t.Errorf("old revision directories are kept: %v", ents)
+	if ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "rev")); len(ents) != 2 {
+		t.Errorf("revision directories %v, want the serving one and the one before it (draining)", ents)
 	}
 	if n := testutil.CollectAndCount(s.opts.Metrics.revision); n != 1 {
 		t.Errorf("labgate_git_revision_info has %d series, want only the serving one", n)
