@@ -42,7 +42,7 @@ type file struct {
 }
 
 type fileGit struct {
-	// URL of the repository: https://, http://, ssh://, git@host:path or file://.
+	// URL of the repository: https://, http://, ssh://, git://, git@host:path, file:// or an absolute path.
 	URL string `yaml:"url" required:"" example:"https://git.example.org/me/lab.git"`
 	// Branch followed; a force-push to it is followed too.
 	Branch string `yaml:"branch" default:"main"`

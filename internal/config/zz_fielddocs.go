@@ -49,7 +49,7 @@ var fieldDocs = map[string]string{
 	"fileGit.Path":                      "Path of the lab's config file in the repository. Files beside it (static sites, CA files, secret files) are read from the same revision.",
 	"fileGit.SSHKeyFile":                "SSHKeyFile is a private key for ssh:// and git@host:path URLs; the server's key must be in ~/.ssh/known_hosts. A relative path is taken from the directory of this file.",
 	"fileGit.Token":                     "Token is an access token (GitHub, Gitea, GitLab), sent as the basic-auth password.",
-	"fileGit.URL":                       "URL of the repository: https://, http://, ssh://, git@host:path or file://.",
+	"fileGit.URL":                       "URL of the repository: https://, http://, ssh://, git://, git@host:path, file:// or an absolute path.",
 	"fileGit.Username":                  "Username for HTTP(S) basic authentication (with password or token).",
 	"fileGit.Webhook":                   "Webhook lets the forge announce a push (GitHub and Gitea push webhooks, HMAC-signed), so a change serves in seconds instead of at the next interval.",
 	"fileGitWebhook.Listen":             "Listen is an address of its own for the webhook (host:port), served at /hooks/git, for a forge that cannot reach the admin address. Empty: /hooks/git on gateway.admin.",
