@@ -21,8 +21,8 @@ const module = "github.com/labgate/labgate/"
 // import. A package missing here may import only config.
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
-	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
+	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "internal/sops", "examples"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
 	"internal/relay":      {"internal/proxyproto", "internal/tlspeek"},
@@ -32,6 +32,8 @@ var allowed = map[string][]string{
 	"internal/dns":        {"internal/config"},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
+	"internal/gitops":     {},
+	"internal/sops":       {},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
 	"internal/testnet":    {"internal/testpeer"},

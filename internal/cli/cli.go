@@ -118,7 +118,7 @@ func loader(path string) func() (*config.Config, error) {
 			return config.Parse("quickstart.yaml", examples.Quickstart, config.Options{})
 		}
 	}
-	return func() (*config.Config, error) { return config.Load(path, config.Options{}) }
+	return func() (*config.Config, error) { return loadConfig(path) }
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -154,7 +154,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{"-c FILE is required"}
 	}
-	cfg, err := config.Load(*path, config.Options{})
+	cfg, err := loadConfig(*path)
 	var errs config.Errors
 	if errors.As(err, &errs) {
 		fmt.Fprintln(stderr, errs.Error())
@@ -163,6 +163,10 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if g := cfg.Git; g != nil {
+		fmt.Fprintf(stdout, "%s: ok, follows %s (branch %s, file %s)\n", *path, g.URL, g.Branch, g.Path)
+		return nil
 	}
 	if err := daemon.Check(cfg); err != nil {
 		if errors.As(err, &errs) {

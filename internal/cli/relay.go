@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/daemon"
 	"github.com/labgate/labgate/internal/relay"
 )
@@ -38,7 +37,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"use -c FILE or -gateway/-forward flags, not both"}
 	case *path != "":
 		load = func() (daemon.RelaySetup, error) {
-			cfg, err := config.Load(*path, config.Options{})
+			cfg, err := loadConfig(*path)
 			if err != nil {
 				return daemon.RelaySetup{}, err
 			}

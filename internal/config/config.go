@@ -33,6 +33,8 @@ type Config struct {
 	Alerts []Receiver
 	// Services in file order.
 	Services []*Service
+	// Git, when set, is where the lab's config comes from (see Options.Bootstrap).
+	Git *Git
 
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.
@@ -51,6 +53,26 @@ func (c *Config) Errorf(path, format string, args ...any) Error {
 		}
 	}
 	return e
+}
+
+// Git is the repository `serve` follows.
+type Git struct {
+	URL        string
+	Branch     string
+	Path       string // slash-separated, inside the repository
+	Interval   time.Duration
+	Username   string
+	Password   Secret
+	Token      Secret
+	SSHKeyFile string
+	AgeKeyFile string
+	Webhook    *GitWebhook
+}
+
+// GitWebhook is the push webhook.
+type GitWebhook struct {
+	Secret Secret
+	Listen string // host:port; "" serves it on the admin listener
 }
 
 // Class says who may reach a service: public services are reachable through

@@ -27,6 +27,8 @@ type decoder struct {
 	errs    Errors
 	pos     map[string]position // field path -> where its value starts
 	secrets map[string]bool     // field paths holding secrets (never quoted)
+	// readSecret reads a *_file secret (Options.ReadSecret).
+	readSecret func(string) ([]byte, error)
 }
 
 type position struct{ line, col int }
@@ -317,7 +319,7 @@ func (d *decoder) secretFile(n *yaml.Node, v reflect.Value, keyPath, path string
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(d.dir, name)
 	}
-	b, err := os.ReadFile(name)
+	b, err := d.readSecret(name)
 	if err != nil {
 		d.errorf(n, keyPath, "cannot read secret: %v", unwrapPathError(err))
 		return

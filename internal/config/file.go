@@ -34,6 +34,47 @@ type file struct {
 	Alerts map[string]*fileReceiver `yaml:"alerts"`
 	// Services are what the lab exposes, each public or private.
 	Services []*fileService `yaml:"services"`
+	// Git makes `labgate serve` follow the lab's config in a git repository (GitOps). The file
+	// given to `serve -c` then holds only version, state_dir, log and git; the lab's config is
+	// the file at git.path in the repository, and every pushed revision is applied like a saved
+	// file. See docs/gitops.md.
+	Git *fileGit `yaml:"git"`
+}
+
+type fileGit struct {
+	// URL of the repository: https://, http://, ssh://, git://, git@host:path, file:// or an absolute path.
+	URL string `yaml:"url" required:"" example:"https://git.example.org/me/lab.git"`
+	// Branch followed; a force-push to it is followed too.
+	Branch string `yaml:"branch" default:"main"`
+	// Path of the lab's config file in the repository. Files beside it (static sites, CA files,
+	// secret files) are read from the same revision.
+	Path string `yaml:"path" default:"lab.yaml"`
+	// Interval between two fetches; each waits up to 10% more or less, at random.
+	// A push webhook fetches at once.
+	Interval duration `yaml:"interval" default:"1m"`
+	// Username for HTTP(S) basic authentication (with password or token).
+	Username string `yaml:"username"`
+	// Password for HTTP(S) basic authentication.
+	Password string `yaml:"password" secret:""`
+	// Token is an access token (GitHub, Gitea, GitLab), sent as the basic-auth password.
+	Token string `yaml:"token" secret:""`
+	// SSHKeyFile is a private key for ssh:// and git@host:path URLs; the server's key must be
+	// in ~/.ssh/known_hosts. A relative path is taken from the directory of this file.
+	SSHKeyFile string `yaml:"ssh_key_file"`
+	// AgeKeyFile holds the age identities that decrypt SOPS-encrypted values of the fetched
+	// file, in addition to SOPS_AGE_KEY and SOPS_AGE_KEY_FILE from the environment.
+	AgeKeyFile string `yaml:"age_key_file"`
+	// Webhook lets the forge announce a push (GitHub and Gitea push webhooks, HMAC-signed),
+	// so a change serves in seconds instead of at the next interval.
+	Webhook *fileGitWebhook `yaml:"webhook"`
+}
+
+type fileGitWebhook struct {
+	// Secret shared with the forge; requests with a missing or wrong signature are refused.
+	Secret string `yaml:"secret" secret:"" required:""`
+	// Listen is an address of its own for the webhook (host:port), served at /hooks/git, for a
+	// forge that cannot reach the admin address. Empty: /hooks/git on gateway.admin.
+	Listen string `yaml:"listen" example:"192.168.1.10:9183"`
 }
 
 type fileLog struct {

@@ -23,6 +23,13 @@ import (
 type Options struct {
 	// Getenv resolves ${VAR}; nil uses os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// Bootstrap, when set, is the local file of a git-followed setup and the
+	// file parsed is the one fetched from git: it takes its state_dir and git
+	// from Bootstrap and may only repeat them unchanged.
+	Bootstrap *Config
+	// ReadSecret reads the file of a *_file secret; nil uses os.ReadFile.
+	// (It may decrypt: see internal/sops.)
+	ReadSecret func(name string) ([]byte, error)
 }
 
 // Load reads and parses the file at path.
@@ -41,12 +48,16 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.LookupEnv
 	}
+	if opts.ReadSecret == nil {
+		opts.ReadSecret = os.ReadFile
+	}
 	d := &decoder{
-		file:    name,
-		dir:     filepath.Dir(name),
-		getenv:  opts.Getenv,
-		pos:     map[string]position{},
-		secrets: map[string]bool{},
+		file:       name,
+		dir:        filepath.Dir(name),
+		getenv:     opts.Getenv,
+		pos:        map[string]position{},
+		secrets:    map[string]bool{},
+		readSecret: opts.ReadSecret,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -95,6 +106,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	cfg := b.build(&f)
 	cfg.Path = name
 	cfg.positions = d.pos
+	b.git(cfg, f.Git, opts.Bootstrap)
 	if len(d.errs) > 0 {
 		d.errs.sort()
 		return nil, d.errs

@@ -71,6 +71,8 @@ type Daemon struct {
 	cas  map[string]*certs.CA // by directory, so a reload reuses the loaded CA
 
 	drains sync.WaitGroup
+
+	git *gitSource // set before the first generation when the config follows git
 }
 
 // New returns a Daemon that logs with a handler matching the first config.
@@ -94,7 +96,8 @@ func New(opts Options) *Daemon {
 	return d
 }
 
-// Run serves until ctx is done, reloading on SIGHUP and file changes.
+// Run serves until ctx is done, reloading on SIGHUP and file changes (or,
+// with a git section, on pushes: see gitops.go).
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg, err := d.opts.Load()
 	if err != nil {
@@ -103,7 +106,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.setupLogging(cfg)
 	d.registry = listen.NewRegistry(d.log)
 	defer d.registry.Close()
-	if err := d.apply(cfg); err != nil {
+	stopGit := func() {}
+	if cfg.Git != nil {
+		if stopGit, err = d.startGit(ctx, cfg); err != nil {
+			d.stop()
+			return err
+		}
+		cfg = d.config()
+	} else if err := d.apply(cfg); err != nil {
 		return err
 	}
 	// Follow the file and SIGHUP before saying we are ready, so no change is missed.
@@ -119,12 +129,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			stopGit() // no revision is applied while stopping
 			d.stop()
 			return nil
 		case <-hup:
+			if d.git != nil {
+				d.log.Info("fetching from git", "reason", "SIGHUP")
+				d.git.syncer.Trigger()
+				continue
+			}
 			d.log.Info("reloading", "reason", "SIGHUP")
 			d.Reload()
 		case <-changed:
+			if d.git != nil {
+				d.log.Warn("the local file changed; restart labgate to apply a change of its git section", "file", d.opts.Watch)
+				continue
+			}
 			d.log.Info("reloading", "reason", "file changed")
 			d.Reload()
 		}
@@ -139,20 +159,27 @@ func (d *Daemon) Reload() bool {
 		d.reloadFailed(err)
 		return false
 	}
+	changed, _ := d.swap(cfg)
+	return changed
+}
+
+// swap applies cfg unless it is the running config. When building it fails,
+// the running generation keeps serving and the error is returned.
+func (d *Daemon) swap(cfg *config.Config) (bool, error) {
 	d.mu.Lock()
 	same := d.cur != nil && reflect.DeepEqual(d.cur.cfg, cfg)
 	d.mu.Unlock()
 	if same {
 		d.log.Info("config unchanged, nothing to reload")
 		d.metrics.reloads.WithLabelValues("unchanged").Inc()
-		return false
+		return false, nil
 	}
 	if err := d.apply(cfg); err != nil {
 		d.reloadFailed(err)
-		return false
+		return false, err
 	}
 	d.log.Info("reloaded", "generation", d.gens, "services", len(cfg.Services))
-	return true
+	return true, nil
 }
 
 func (d *Daemon) reloadFailed(err error) {
@@ -246,6 +273,7 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.handler(d.prom))
 	mux.HandleFunc("GET /api/relay-path", d.speed.serveHTTP)
+	d.git.routes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		g, n := d.cur, d.gens
@@ -286,6 +314,16 @@ func parseLevel(s string) slog.Level {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(s)) // validated by config
 	return l
+}
+
+// config returns the running config (nil when stopped).
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cur == nil {
+		return nil
+	}
+	return d.cur.cfg
 }
 
 // generation returns how many generations have been applied.
