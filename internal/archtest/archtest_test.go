@@ -31,6 +31,8 @@ var allowed = map[string][]string{
 	"internal/certs":      {},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
+	"internal/history":    {},
+	"internal/status":     {"internal/history"},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
 	"internal/testnet":    {"internal/testpeer"},
