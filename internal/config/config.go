@@ -33,6 +33,7 @@ type Config struct {
 	Alerts []Receiver
 	// Services in file order.
 	Services []*Service
+	Status   Status
 
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.

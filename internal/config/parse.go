@@ -190,6 +190,7 @@ func (b *builder) build(f *file) *Config {
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
 	b.speedtestClash(c)
+	c.Status = b.status(f.Status, c)
 	return c
 }
 

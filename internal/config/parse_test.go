@@ -140,6 +140,7 @@ func TestParseDesignExample(t *testing.T) {
 				},
 			},
 		},
+		Status: defaultStatus,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 		t.Errorf("Parse(%s) mismatch (-want +got):\n%s", name, diff)
@@ -351,6 +352,7 @@ func TestParse(t *testing.T) {
 				Log:      Log{Format: "text", Level: "info", Access: true},
 				DNS:      DNS{Owner: "labgate"},
 				Gateway:  Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
+				Status:   defaultStatus,
 			}
 			tt.want(want)
 			if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
