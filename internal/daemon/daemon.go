@@ -59,6 +59,7 @@ type Daemon struct {
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
+	status   *statusPage
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -85,6 +86,7 @@ func New(opts Options) *Daemon {
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
+	d.status = newStatusPage(d.speed)
 	return d
 }
 
@@ -186,6 +188,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.metrics.reloadTime.SetToCurrentTime()
 	d.metrics.generation.Set(float64(d.gens))
 	d.speed.update(cfg, d.log)
+	d.status.update(cfg, g, d.gens, d.log)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}
@@ -207,6 +210,7 @@ func (d *Daemon) stop() {
 	d.mu.Unlock()
 	d.registry.Close() // stop accepting before draining
 	d.speed.stop()
+	d.status.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
 	}
@@ -233,11 +237,12 @@ func (d *Daemon) Addr(configured string) net.Addr {
 }
 
 // adminHandler returns the daemon's admin handler (/metrics, /healthz,
-// /api/relay-path).
+// /api/relay-path, and the status page, its API, badges and images).
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.handler(d.prom))
 	mux.HandleFunc("GET /api/relay-path", d.speed.serveHTTP)
+	mux.Handle("/", d.status.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		g, n := d.cur, d.gens

@@ -23,6 +23,7 @@ type ImageSource struct {
 	Name     string
 	URL      string
 	Interval time.Duration // how long a fetched image is fresh
+	Public   bool          // also served by PublicHandler
 }
 
 // ImagesOptions configure Images.
@@ -200,6 +201,17 @@ func imageType(declared string, body []byte) (string, error) {
 		return "", fmt.Errorf("not an image: the body looks like %s", sniffed)
 	}
 	return sniffed, nil
+}
+
+// PublicHandler serves GET /img/{name} for the images marked Public only.
+func (im *Images) PublicHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e := im.entries[r.PathValue("name")]; e == nil || !e.src.Public {
+			http.Error(w, fmt.Sprintf("no public image named %q", r.PathValue("name")), http.StatusNotFound)
+			return
+		}
+		im.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP serves GET /img/{name}.

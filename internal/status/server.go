@@ -73,7 +73,9 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /badge/{service}/uptime.svg", s.serveUptimeBadge)
 	mux.HandleFunc("GET /chart/{service}/latency.svg", s.serveLatencyChart)
 	mux.HandleFunc("GET /chart/{service}/uptime.svg", s.serveUptimeChart)
-	if opts.Images != nil {
+	if opts.Images != nil && opts.Public {
+		mux.Handle("GET /img/{name}", opts.Images.PublicHandler())
+	} else if opts.Images != nil {
 		mux.Handle("GET /img/{name}", opts.Images)
 	}
 	s.mux = mux
