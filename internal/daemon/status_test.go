@@ -46,6 +46,7 @@ func TestStatusPage(t *testing.T) {
 		Revision string `json:"revision"`
 		Services []struct {
 			Name, Class, State, Cause string
+			LastCheck                 time.Time `json:"last_check"`
 			Backends                  []struct{ Up bool }
 		} `json:"services"`
 	}
@@ -58,7 +59,8 @@ func TestStatusPage(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &api); err != nil {
 			t.Fatal(err)
 		}
-		if len(api.Services) == 3 && api.Services[2].State == "down" || time.Now().After(deadline) {
+		// The first sample into the history sets last_check.
+		if len(api.Services) == 3 && api.Services[2].State == "down" && !api.Services[0].LastCheck.IsZero() || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -71,6 +73,11 @@ func TestStatusPage(t *testing.T) {
 	for n, w := range want {
 		if states[n] != w {
 			t.Errorf("service %s is %q, want %q", n, states[n], w)
+		}
+	}
+	for _, s := range api.Services {
+		if s.LastCheck.IsZero() {
+			t.Errorf("service %s: no last check", s.Name)
 		}
 	}
 	if !strings.HasPrefix(api.Revision, "sha256:") {

@@ -244,7 +244,7 @@ func (s *Server) view(svc Service, now time.Time) serviceView {
 		s.opts.Log.Warn("reading the health history", "service", svc.Name, "error", err)
 	}
 	if fine, err := s.opts.History.Fine(svc.Name, "", now.Add(-24*time.Hour), now); err == nil {
-		v.Chart = template.HTML(lineChart("latency, 24 hours", latencyPoints(fine, history.FineStep), now.Add(-24*time.Hour), now, 600, 140, seconds))
+		v.Chart = template.HTML(inlineChart("latency, 24 hours", latencyPoints(fine, history.FineStep), now.Add(-24*time.Hour), now, 600, 140, seconds))
 	}
 	return v
 }
@@ -296,7 +296,7 @@ func relayChart(rel *Relay, now time.Time) string {
 	if now.After(end) {
 		end = now
 	}
-	return string(lineChart("relay path round trip", pts, rel.Samples[0].Time, end, 600, 140, seconds))
+	return string(inlineChart("relay path round trip", pts, rel.Samples[0].Time, end, 600, 140, seconds))
 }
 
 // The JSON API.

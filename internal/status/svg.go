@@ -126,6 +126,16 @@ type point struct {
 // minimum to maximum as a band, failures as red ticks, labelled axes.
 // unit formats a value for the axis.
 func lineChart(title string, pts []point, from, to time.Time, width, height int, unit func(float64) string) []byte {
+	return drawChart(title, false, pts, from, to, width, height, unit)
+}
+
+// inlineChart is lineChart for a page that says what the chart is already:
+// the title is only the image's accessible name.
+func inlineChart(title string, pts []point, from, to time.Time, width, height int, unit func(float64) string) []byte {
+	return drawChart(title, true, pts, from, to, width, height, unit)
+}
+
+func drawChart(title string, inline bool, pts []point, from, to time.Time, width, height int, unit func(float64) string) []byte {
 	const padL, padR, padT, padB = 52, 8, 18, 18
 	pw, ph := float64(width-padL-padR), float64(height-padT-padB)
 	top := 0.0
@@ -147,13 +157,15 @@ func lineChart(title string, pts []point, from, to time.Time, width, height int,
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`, width, height, width, height, esc(title))
 	fmt.Fprintf(&b, `<title>%s</title><rect width="%d" height="%d" fill="#fff"/>`, esc(title), width, height)
 	b.WriteString(`<g font-family="Verdana,DejaVu Sans,sans-serif" font-size="10" fill="#555">`)
-	fmt.Fprintf(&b, `<text x="%d" y="12" fill="#222">%s</text>`, padL, esc(title))
+	if title != "" && !inline {
+		fmt.Fprintf(&b, `<text x="%d" y="12" fill="#222">%s</text>`, padL, esc(title))
+	}
 	for _, f := range []float64{0, 0.5, 1} {
 		yy := y(top * f)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#e0e0e0"/>`, padL, width-padR, yy, yy)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`, padL-4, yy+3, esc(unit(top*f)))
 	}
-	layout := "15:04"
+	layout := "Jan 2 15:04"
 	if span > 2*86400 {
 		layout = "Jan 2"
 	}
