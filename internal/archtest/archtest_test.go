@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
 	"internal/history":    {},
+	"bench/status":        {"internal/history", "internal/status"},
 	"internal/status":     {"internal/history"},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -126,5 +128,45 @@ func TestStatusPage(t *testing.T) {
 	code, hdr, _ = fetchStatus(t, l.client(l.addr(privHTTP), "", ""), "http://status.lab.test/x?y=1")
 	if code != http.StatusPermanentRedirect || !strings.HasPrefix(hdr.Get("Location"), "https://status.lab.test") || !strings.HasSuffix(hdr.Get("Location"), "/x?y=1") {
 		t.Errorf("plain HTTP for the status page: %d %s", code, hdr.Get("Location"))
+	}
+}
+
+// TestStatusImages serves a cached image from a local source named in the
+// file, on the admin listener and, when marked public, on the public page.
+func TestStatusImages(t *testing.T) {
+	png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89")
+	var hits atomic.Int32
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(png)
+	}))
+	t.Cleanup(src.Close)
+	l := startLabWith(t, false, `status:
+  public: { host: status }
+  images:
+    - { name: cpu, url: "`+src.URL+`/render?panelId=2", interval: 1m, public: true }
+    - { name: internal, url: "`+src.URL+`/render?panelId=3" }
+`)
+	c := &http.Client{Timeout: 10 * time.Second}
+	adm := "http://" + l.addr(admin)
+	for range 3 {
+		code, hdr, body := fetchStatus(t, c, adm+"/img/cpu")
+		if code != 200 || hdr.Get("Content-Type") != "image/png" || body != string(png) || hdr.Get("ETag") == "" {
+			t.Fatalf("/img/cpu = %d %s", code, hdr.Get("Content-Type"))
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("%d fetches of a fresh image, want 1", n)
+	}
+	if code, _, _ := fetchStatus(t, c, adm+"/img/internal"); code != 200 {
+		t.Errorf("/img/internal on the admin listener = %d", code)
+	}
+	pub := l.client(l.addr(privHTTPS), "", "")
+	if code, _, _ := fetchStatus(t, pub, "https://status.lab.test/img/cpu"); code != 200 {
+		t.Errorf("a public image on the public page = %d", code)
+	}
+	if code, _, _ := fetchStatus(t, pub, "https://status.lab.test/img/internal"); code != 404 {
+		t.Errorf("an image not marked public on the public page = %d, want 404", code)
 	}
 }

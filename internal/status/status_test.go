@@ -1,6 +1,7 @@
 package status
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"encoding/xml"
 	"io"
@@ -270,5 +271,25 @@ func TestPercent(t *testing.T) {
 	want := []string{"n/a", "100%", "99.999%", "99.950%", "99.51%", "87.3%"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestPageGzip(t *testing.T) {
+	h := newServer(t, false)
+	plain := body(t, get(t, h, "/"))
+	res := get(t, h, "/", "Accept-Encoding", "br, gzip")
+	if res.Header.Get("Content-Encoding") != "gzip" || !strings.Contains(res.Header.Get("Vary"), "Accept-Encoding") {
+		t.Fatalf("Content-Encoding %q Vary %q", res.Header.Get("Content-Encoding"), res.Header.Get("Vary"))
+	}
+	zr, err := gzip.NewReader(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if string(unzipped) != plain {
+		t.Errorf("the gzipped page differs from the plain one")
+	}
+	if res := get(t, h, "/api/status", "Accept-Encoding", "gzip;q=0"); res.Header.Get("Content-Encoding") != "" {
+		t.Errorf("gzip;q=0 got gzip")
 	}
 }

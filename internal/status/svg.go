@@ -77,15 +77,23 @@ func dayLevel(b history.Bucket) string {
 	return "down"
 }
 
+// barStyle colours the bars by class: inside the page's CSS, and inside a
+// standalone SVG.
+const barStyle = `.day{fill:#cfd8dc}.day.up{fill:#2e7d32}.day.partial{fill:#c77700}.day.down{fill:#c62828}`
+
 // uptimeBars draws one bar per day, oldest on the left. It scales to the
-// width of its container (a phone shows thin bars, not a scrollbar).
-func uptimeBars(days []history.Bucket) string {
+// width of its container (a phone shows thin bars, not a scrollbar). A
+// standalone SVG (a README's image) carries its namespace, size and colours.
+func uptimeBars(days []history.Bucket, standalone bool) string {
 	const bw, gap, h = 8, 2, 34
-	w := len(days)*(bw+gap) - gap
+	w := max(len(days)*(bw+gap)-gap, 1)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="bars" viewBox="0 0 %d %d" preserveAspectRatio="none" role="img" aria-label="uptime, %d days">`, max(w, 1), h, len(days))
+	if standalone {
+		fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="uptime, %d days"><style>%s</style>`, w, h, w, h, len(days), barStyle)
+	} else {
+		fmt.Fprintf(&b, `<svg class="bars" viewBox="0 0 %d %d" preserveAspectRatio="none" role="img" aria-label="uptime, %d days">`, w, h, len(days))
+	}
 	for i, d := range days {
-		lvl := dayLevel(d)
 		title := d.Start.Format("2006-01-02") + ": no data"
 		if u := d.Uptime(); u >= 0 {
 			title = fmt.Sprintf("%s: %s up", d.Start.Format("2006-01-02"), percent(u))
@@ -93,8 +101,7 @@ func uptimeBars(days []history.Bucket) string {
 				title += fmt.Sprintf(", down %s", (time.Duration(down) * time.Second).String())
 			}
 		}
-		fmt.Fprintf(&b, `<rect class="day %s" x="%d" y="0" width="%d" height="%d" rx="1.5" fill="%s"><title>%s</title></rect>`,
-			lvl, i*(bw+gap), bw, h, colorOf(lvl), esc(title))
+		fmt.Fprintf(&b, `<rect class="day %s" x="%d" width="%d" height="%d"><title>%s</title></rect>`, dayLevel(d), i*(bw+gap), bw, h, esc(title))
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
