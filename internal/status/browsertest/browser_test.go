@@ -8,10 +8,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +26,7 @@ import (
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/daemon"
 	"github.com/labgate/labgate/internal/history"
+	"github.com/labgate/labgate/internal/speedtest"
 	"github.com/labgate/labgate/internal/testpeer"
 )
 
@@ -42,6 +46,9 @@ services:
   - { name: nextcloud, host: cloud, backends: ["%[1]s", "http://127.0.0.1:1"], health: { path: /, interval: 1s, timeout: 1s } }
   - { name: gone, host: gone, backend: "http://127.0.0.1:1", health: { path: /, interval: 1s, timeout: 1s } }
   - { name: docs, host: docs, static: ./site }
+relay:
+  gateway: 127.0.0.63
+  speedtest: { listen: "%[3]s", interval: 1s, budget: 262144, samples: 30 }
 status:
   title: Lab status
 `
@@ -91,8 +98,16 @@ func startDaemon(t *testing.T) string {
 	if err := os.MkdirAll(filepath.Join(dir, "site"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The relay's side of the relay path measurement, answering the gateway's address only.
+	relayLn, err := net.Listen("tcp", "127.0.0.64:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relaySrv := &http.Server{Handler: speedtest.Handler(func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.63") })}
+	go func() { _ = relaySrv.Serve(relayLn) }()
+	t.Cleanup(func() { relaySrv.Close() })
 	file := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, labFile, backend.URL, backend.URL), 0o644); err != nil {
+	if err := os.WriteFile(file, fmt.Appendf(nil, labFile, backend.URL, backend.URL, relayLn.Addr().String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testpeer.Buffer{}
@@ -121,15 +136,21 @@ func startDaemon(t *testing.T) string {
 	}
 	base := "http://" + d.Addr(admin).String()
 	// The active checks find gone and one of nextcloud's backends down
-	// within a second; the first sample into the history follows.
+	// within a second; the first sample into the history follows, and a
+	// few measurements of the relay path.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		res, err := http.Get(base + "/api/services/gone")
 		if err == nil {
 			b, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			if strings.Contains(string(b), `"state": "down"`) && strings.Contains(string(b), `"last_check"`) {
-				break
+			ok := strings.Contains(string(b), `"state": "down"`) && strings.Contains(string(b), `"last_check"`)
+			if res, err = http.Get(base + "/api/relay-path"); err == nil {
+				b, _ = io.ReadAll(res.Body)
+				res.Body.Close()
+				if ok && strings.Count(string(b), `"rtt_seconds"`) >= 3 {
+					break
+				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -165,6 +186,8 @@ type pageFacts struct {
 	Charts      int        `json:"charts"`
 	ChartRight  float64    `json:"chartRight"`
 	Scripts     int        `json:"scripts"`
+	Relay       string     `json:"relay"` // data-state
+	RelayRTT    string     `json:"rtt"`
 	FontPx      float64    `json:"fontPx"`
 }
 
@@ -190,6 +213,8 @@ const readFacts = `(() => {
     charts: charts.length,
     chartRight: Math.max(0, ...charts.map(c => c.getBoundingClientRect().right)),
     scripts: document.scripts.length,
+    relay: document.querySelector('#relay')?.dataset.state ?? '',
+    rtt: document.querySelector('#relay .rtt')?.textContent ?? '',
     fontPx: parseFloat(getComputedStyle(document.body).fontSize),
   };
 })()`
@@ -272,8 +297,11 @@ func TestStatusPageInChromium(t *testing.T) {
 			if f.DownDays[1] != 2 || f.DownDays[3] < 2 || f.DownDays[3] > 3 || f.DownDays[0] != 0 {
 				t.Errorf("down days %v", f.DownDays)
 			}
-			if f.Charts != 5 {
-				t.Errorf("%d latency charts, want 5", f.Charts)
+			if f.Charts != 6 {
+				t.Errorf("%d charts, want 6 (5 services, the relay path)", f.Charts)
+			}
+			if f.Relay != "up" || !regexp.MustCompile(`^[0-9.]+(µs|ms)$`).MatchString(f.RelayRTT) {
+				t.Errorf("relay path %q, round trip %q", f.Relay, f.RelayRTT)
 			}
 			if f.Scripts != 0 {
 				t.Errorf("%d scripts on a page that needs none", f.Scripts)
