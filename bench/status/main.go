@@ -138,9 +138,11 @@ func run(services, days int, interval, recent time.Duration, renders int) error 
 			}
 			bytes = rec.Body.Len()
 		}
+		plain := httptest.NewRecorder()
+		srv.ServeHTTP(plain, httptest.NewRequest("GET", target, nil))
 		slices.Sort(times)
-		fmt.Printf("GET %-40s median %8v  p95 %8v  %7d bytes (gzip)\n", target, times[len(times)/2].Round(10*time.Microsecond),
-			times[len(times)*95/100].Round(10*time.Microsecond), bytes)
+		fmt.Printf("GET %-40s median %8v  p95 %8v  %8d bytes, %7d gzipped\n", target, times[len(times)/2].Round(10*time.Microsecond),
+			times[len(times)*95/100].Round(10*time.Microsecond), plain.Body.Len(), bytes)
 	}
 	return nil
 }

@@ -76,6 +76,18 @@ func (b *Bucket) add(s State, covered time.Duration, latMicro uint32) {
 	}
 }
 
+// Merge merges buckets into one that starts with the first.
+func Merge(bs []Bucket) Bucket {
+	var out Bucket
+	for _, b := range bs {
+		out.merge(b)
+	}
+	if len(bs) > 0 {
+		out.Start = bs[0].Start
+	}
+	return out
+}
+
 func (b *Bucket) merge(o Bucket) {
 	for i := range b.Seconds {
 		b.Seconds[i] += o.Seconds[i]
@@ -188,14 +200,7 @@ func (s *Store) buckets(top []byte, service, check string, first time.Time, n in
 // uptime badge's number.
 func (s *Store) Summary(service, check string, end time.Time, n int) (Bucket, error) {
 	days, err := s.Days(service, check, end, n)
-	var sum Bucket
-	for _, d := range days {
-		sum.merge(d)
-	}
-	if len(days) > 0 {
-		sum.Start = days[0].Start
-	}
-	return sum, err
+	return Merge(days), err
 }
 
 // Raw returns the raw results of a series from from to to, oldest first.

@@ -274,17 +274,19 @@ func (s *Server) view(svc Service, now time.Time) serviceView {
 		s.opts.Log.Warn("reading the health history", "service", svc.Name, "error", err)
 	}
 	if fine, err := s.opts.History.Fine(svc.Name, "", now.Add(-24*time.Hour), now); err == nil {
-		v.Chart = template.HTML(inlineChart("latency, 24 hours", latencyPoints(fine, history.FineStep), now.Add(-24*time.Hour), now, 600, 140, seconds))
+		v.Chart = template.HTML(inlineChart("latency, 24 hours", latencyPoints(coarsen(fine, 3), 3*history.FineStep), now.Add(-24*time.Hour), now, 600, 140, seconds))
 	}
 	return v
 }
 
-func sum(bs []history.Bucket) history.Bucket {
-	var out history.Bucket
-	for _, b := range bs {
-		for i := range out.Seconds {
-			out.Seconds[i] += b.Seconds[i]
-		}
+func sum(bs []history.Bucket) history.Bucket { return history.Merge(bs) }
+
+// coarsen merges every k buckets into one: a chart on a page needs no more
+// points than it has pixels to spare.
+func coarsen(bs []history.Bucket, k int) []history.Bucket {
+	out := make([]history.Bucket, 0, (len(bs)+k-1)/k)
+	for i := 0; i < len(bs); i += k {
+		out = append(out, history.Merge(bs[i:min(i+k, len(bs))]))
 	}
 	return out
 }
