@@ -2,7 +2,9 @@ package history
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -241,4 +243,34 @@ func TestSizeStaysSmall(t *testing.T) {
 		t.Errorf("still growing after the retention: day 15 %d bytes, day 19 %d", sizes[15], sizes[19])
 	}
 	t.Logf("sizes by day: %v", sizes)
+}
+
+// TestRecordConcurrent records from many goroutines at once, as checks of
+// different services finish together: bbolt batches them, none is lost.
+func TestRecordConcurrent(t *testing.T) {
+	s := open(t, nil)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			for j := range 10 {
+				err := s.Record(Sample{Service: fmt.Sprintf("svc-%d", i), Time: t0.Add(time.Duration(j) * 30 * time.Second), State: Up, Latency: time.Millisecond})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 20 {
+		raw, err := s.Raw(fmt.Sprintf("svc-%d", i), "", t0, t0.Add(time.Hour))
+		if err != nil || len(raw) != 10 {
+			t.Errorf("svc-%d: %d results, %v", i, len(raw), err)
+		}
+		if fine, _ := s.Fine(fmt.Sprintf("svc-%d", i), "", t0, t0); fine[0].Seconds[Up] != 270 || fine[0].Count != 10 {
+			t.Errorf("svc-%d: five-minute bucket %+v", i, fine[0])
+		}
+	}
+	if err := s.Record(Sample{Time: t0}); err == nil {
+		t.Error("a sample without a service was recorded")
+	}
 }
