@@ -22,7 +22,7 @@ const module = "github.com/labgate/labgate/"
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
 	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "internal/sops", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek", "internal/history", "internal/status"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
 	"internal/relay":      {"internal/proxyproto", "internal/tlspeek"},
@@ -34,6 +34,9 @@ var allowed = map[string][]string{
 	"internal/speedtest":  {},
 	"internal/gitops":     {},
 	"internal/sops":       {},
+	"internal/history":    {},
+	"bench/status":        {"internal/history", "internal/status"},
+	"internal/status":     {"internal/history"},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
 	"internal/testnet":    {"internal/testpeer"},

@@ -35,6 +35,7 @@ type Config struct {
 	Services []*Service
 	// Git, when set, is where the lab's config comes from (see Options.Bootstrap).
 	Git *Git
+	Status   Status
 
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.

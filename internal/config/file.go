@@ -39,6 +39,8 @@ type file struct {
 	// the file at git.path in the repository, and every pushed revision is applied like a saved
 	// file. See docs/gitops.md.
 	Git *fileGit `yaml:"git"`
+	// Status configures the status page, its badges and charts, the image cache and the health history.
+	Status fileStatus `yaml:"status"`
 }
 
 type fileGit struct {
@@ -374,4 +376,45 @@ type filePassthrough struct {
 	// ProxyProtocol sends a PROXY header with the real client address to the backend,
 	// before the client's TLS bytes. Only for a backend configured to expect one.
 	ProxyProtocol string `yaml:"proxy_protocol" default:"none" enum:"none|v1|v2"`
+}
+
+type fileStatus struct {
+	// Title heads the status page.
+	Title string `yaml:"title" default:"labgate status"`
+	// Public serves a read-only status page to everyone on a host of its own, on the public and
+	// private listeners like a public service. It shows public services only, without backends,
+	// error details, the relay's address or the config revision, and serves their badges and charts
+	// (for READMEs) and the images marked public. Absent: the status page is on the admin listener only.
+	Public *fileStatusPublic `yaml:"public"`
+	// Images are kept copies of images from elsewhere, such as a Grafana panel's render URL, served at
+	// /img/NAME: fetched when asked for and again after their interval, one fetch at a time, the last good
+	// image served while a fetch runs and when the source fails or answers something that is not an image.
+	Images []*fileImage `yaml:"images"`
+	// History says how long the health history (state_dir/history.db) keeps each resolution.
+	History fileHistory `yaml:"history"`
+}
+
+type fileStatusPublic struct {
+	// Host of the public status page; without a dot, the domain is appended.
+	Host string `yaml:"host" required:"" example:"status"`
+}
+
+type fileImage struct {
+	// Name of the image in its URL, /img/NAME: lower case letters, digits and dashes.
+	Name string `yaml:"name" required:"" example:"cpu"`
+	// URL the image is fetched from (http:// or https://), with whatever it needs in its query.
+	URL string `yaml:"url" required:"" example:"http://127.0.0.1:3000/render/d-solo/abc/lab?panelId=2&width=600&height=300"`
+	// Interval after which the image is fetched again when asked for.
+	Interval duration `yaml:"interval" default:"5m"`
+	// Public also serves the image on the public status page.
+	Public bool `yaml:"public" default:"false"`
+}
+
+type fileHistory struct {
+	// Raw is how long every single check result is kept.
+	Raw duration `yaml:"raw" default:"48h"`
+	// Fine is how long five-minute summaries (state times, latency min/avg/max) are kept.
+	Fine duration `yaml:"fine" default:"336h"`
+	// Daily is how long daily summaries are kept: the uptime bars and badges read them.
+	Daily duration `yaml:"daily" default:"9600h"`
 }

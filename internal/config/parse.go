@@ -203,6 +203,7 @@ func (b *builder) build(f *file) *Config {
 	c.Services = b.services(f.Services, c)
 	b.speedtestClash(c)
 	b.dnsZone(f.DNS, c)
+	c.Status = b.status(f.Status, c)
 	return c
 }
 

@@ -144,6 +144,7 @@ func TestParseDesignExample(t *testing.T) {
 				},
 			},
 		},
+		Status: defaultStatus,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 		t.Errorf("Parse(%s) mismatch (-want +got):\n%s", name, diff)
@@ -355,6 +356,7 @@ func TestParse(t *testing.T) {
 				Log:      Log{Format: "text", Level: "info", Access: true},
 				DNS:      DNS{Owner: "labgate", TTL: 300, Interval: 10 * time.Minute, Ownership: "txt"},
 				Gateway:  Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
+				Status:   defaultStatus,
 			}
 			tt.want(want)
 			if want.DNS.Zone == "" {

@@ -64,6 +64,7 @@ type Daemon struct {
 	l4m      *l4.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
 	dns      *dnsRunner // DNS records and the embedded DNS server; outlive generations
+	status   *statusPage
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -93,6 +94,7 @@ func New(opts Options) *Daemon {
 	d.l4m = l4.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
 	d.dns = newDNSRunner(reg, opts.OnDNSEvent)
+	d.status = newStatusPage(d.speed)
 	return d
 }
 
@@ -220,6 +222,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.metrics.generation.Set(float64(d.gens))
 	d.speed.update(cfg, d.log)
 	d.dns.update(cfg, d.log)
+	d.status.update(cfg, g, d.gens, d.log)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}
@@ -242,6 +245,7 @@ func (d *Daemon) stop() {
 	d.registry.Close() // stop accepting before draining
 	d.speed.stop()
 	d.dns.stop()
+	d.status.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
 	}
@@ -268,12 +272,13 @@ func (d *Daemon) Addr(configured string) net.Addr {
 }
 
 // adminHandler returns the daemon's admin handler (/metrics, /healthz,
-// /api/relay-path).
+// /api/relay-path, and the status page, its API, badges and images).
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.handler(d.prom))
 	mux.HandleFunc("GET /api/relay-path", d.speed.serveHTTP)
 	d.git.routes(mux)
+	mux.Handle("/", d.status.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		g, n := d.cur, d.gens

@@ -123,6 +123,9 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		if redirect {
 			h = gw.HTTPHandler(class)
 		}
+		if host := statusHost(cfg); host != "" {
+			h = d.status.wrap(host, h, redirect, httpsPorts(cfg)[class])
+		}
 		s := &server{addr: addr, ln: ln, policy: policy, pipe: listen.NewPipe(ln.Addr()), tls: useTLS}
 		s.srv = &http.Server{
 			Handler:           h,
@@ -407,6 +410,9 @@ func certNames(cfg *config.Config) []string {
 				names = append(names, h)
 			}
 		}
+	}
+	if host := statusHost(cfg); host != "" && !seen[host] {
+		names = append(names, host)
 	}
 	return names
 }
