@@ -33,6 +33,8 @@ type Config struct {
 	Alerts []Receiver
 	// Services in file order.
 	Services []*Service
+	// Kubernetes is read by `labgate render k8s`.
+	Kubernetes Kubernetes
 
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.
@@ -231,6 +233,7 @@ type Service struct {
 	TCP         []L4Route
 	UDP         []L4Route
 	AllowHTTP   bool // serve plain HTTP instead of redirecting to HTTPS
+	Kubernetes  ServiceKubernetes
 }
 
 // Passthrough forwards TLS connections, routed by SNI, to a backend that

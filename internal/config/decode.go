@@ -27,6 +27,8 @@ type decoder struct {
 	errs    Errors
 	pos     map[string]position // field path -> where its value starts
 	secrets map[string]bool     // field paths holding secrets (never quoted)
+	// unreadSecrets takes secrets as set without resolving them (Options.UnreadSecrets).
+	unreadSecrets bool
 }
 
 type position struct{ line, col int }
@@ -261,6 +263,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			if isNull(val) {
 				// An explicit null is the same as absent: defaults apply.
 				nullAt[f.key] = k
+				continue
+			}
+			if f.secret && d.unreadSecrets && val.Kind == yaml.ScalarNode {
+				v.Field(f.index).SetString(unreadSecret)
 				continue
 			}
 			if isFile {

@@ -23,7 +23,14 @@ import (
 type Options struct {
 	// Getenv resolves ${VAR}; nil uses os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// UnreadSecrets takes every secret field as set without resolving its
+	// ${VAR} or reading its *_file: for `labgate render`, which never uses a
+	// secret's value and runs where the secrets are not (an Argo CD plugin).
+	UnreadSecrets bool
 }
+
+// unreadSecret is the value of a secret that Options.UnreadSecrets left unread.
+const unreadSecret = "unread"
 
 // Load reads and parses the file at path.
 func Load(path string, opts Options) (*Config, error) {
@@ -47,6 +54,8 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		getenv:  opts.Getenv,
 		pos:     map[string]position{},
 		secrets: map[string]bool{},
+
+		unreadSecrets: opts.UnreadSecrets,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -189,6 +198,7 @@ func (b *builder) build(f *file) *Config {
 	b.relayTarget(c)
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
+	b.kubernetes(f, c)
 	b.speedtestClash(c)
 	return c
 }
@@ -598,7 +608,8 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 			continue
 		}
 		s := &Service{Name: f.Name, Path: f.Path, Echo: f.Echo, Metrics: f.Metrics, Alert: f.Alert, AllowHTTP: f.AllowHTTP,
-			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify}}
+			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify},
+			Kubernetes: serviceKubernetes(f)}
 		if f.Expose == "public" {
 			s.Expose = Public
 		}
