@@ -21,7 +21,7 @@ const module = "github.com/labgate/labgate/"
 // import. A package missing here may import only config.
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
-	"internal/cli":        {"internal/config", "internal/daemon", "internal/relay", "examples"},
+	"internal/cli":        {"internal/config", "internal/daemon", "internal/relay", "internal/render/k8s", "examples"},
 	"internal/daemon":     {"internal/config", "internal/certs", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"internal/gateway":    {"internal/config"},
 	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
+	"internal/render/k8s": {"internal/config"},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
 	"internal/tlspeek":    {},
