@@ -222,7 +222,10 @@ func build(cfg *config.Config, opts Options) (*model, config.Errors) {
 				}
 				b.portName = fmt.Sprintf("%s-%d", strings.ToLower(l.proto), t.Port)
 				m.backends = append(m.backends, b)
-				if l.proto == "UDP" && t.ProxyProtocol != "" {
+				switch {
+				case l.proto == "UDP" && s.Expose == config.Public:
+					fail(p, "a public udp port cannot be rendered: the relay starts every datagram with a PROXY header, which neither ingress-nginx nor Gateway API reads over UDP; keep the port private (reached over the VPN) or serve it outside the cluster")
+				case l.proto == "UDP" && t.ProxyProtocol != "":
 					fail(p+".proxy_protocol", "ingress-nginx sends no PROXY header over UDP: remove proxy_protocol for Kubernetes")
 				}
 				m.l4 = append(m.l4, &l4Route{service: s.Name, class: s.Expose, protocol: l.proto, port: int32(t.Port),

@@ -209,6 +209,11 @@ func TestErrors(t *testing.T) {
 			want: []string{"services[0].backend_tls.ca_file: verifying the backend against ca_file is not rendered"},
 		},
 		{
+			name: "public udp",
+			yaml: head + "relay: {gateway: 100.101.102.103}\nkubernetes: {namespace: lab}\nservices:\n- name: wg\n  expose: public\n  udp: [{port: 51820, backend: '10.0.0.1:51820'}]\n",
+			want: []string{"lab.yaml:8:9: services[0].udp[0]: a public udp port cannot be rendered"},
+		},
+		{
 			name: "name clash",
 			yaml: head + "kubernetes: {namespace: lab}\nservices:\n- {name: m-tcp-25, host: a, backend: 'http://10.0.0.1:80'}\n- name: m\n  tcp: [{port: 25, backend: '10.0.0.1:25'}]\n",
 			want: []string{`services[1].tcp[0]: the Service "m-tcp-25" is already rendered for services[0]`},
