@@ -232,7 +232,7 @@ func build(cfg *config.Config, opts Options) (*model, config.Errors) {
 					to: serviceRef{name, b.port}, proxyProtocol: t.ProxyProtocol != ""})
 			}
 		}
-		if mon := monitorOf(s, m.backends, r); mon != nil {
+		if mon := monitorOf(s, m.backends, r, m.namespace); mon != nil {
 			m.monitors = append(m.monitors, mon)
 		}
 	}
@@ -323,7 +323,7 @@ func coveredBy(hosts []string, domain string) bool {
 	return len(hosts) > 0
 }
 
-func monitorOf(s *config.Service, backends []*backend, r *route) *monitor {
+func monitorOf(s *config.Service, backends []*backend, r *route, namespace string) *monitor {
 	if s.Metrics == "" && s.Health == nil || r == nil || r.passthrough {
 		return nil
 	}
@@ -334,16 +334,28 @@ func monitorOf(s *config.Service, backends []*backend, r *route) *monitor {
 			own = b
 		}
 	}
+	// Prometheus and the blackbox exporter run in another namespace: a
+	// Service of the cluster is reached by its namespaced name.
+	targets := make([]string, len(s.Backends))
+	for i, u := range s.Backends {
+		host := u.Hostname()
+		if s.Kubernetes.Service != "" {
+			host = s.Kubernetes.Service
+			if namespace != "" {
+				host += "." + namespace + ".svc"
+			}
+		}
+		targets[i] = net.JoinHostPort(host, urlPort(u))
+	}
+	targets = slices.Compact(targets)
 	if own != nil && own.externalName == "" {
 		mon.serviceScrape = own.name
 	} else {
-		for _, u := range s.Backends {
-			mon.targets = append(mon.targets, net.JoinHostPort(u.Hostname(), urlPort(u)))
-		}
+		mon.targets = targets
 	}
 	if s.Health != nil {
-		for _, u := range s.Backends {
-			mon.probeURLs = append(mon.probeURLs, u.Scheme+"://"+net.JoinHostPort(u.Hostname(), urlPort(u))+s.Health.Path)
+		for _, t := range targets {
+			mon.probeURLs = append(mon.probeURLs, mon.scheme+"://"+t+s.Health.Path)
 		}
 	}
 	return mon
