@@ -81,4 +81,3 @@ func TestArgoCDPlugin(t *testing.T) {
 		},
 	})
 }
-
