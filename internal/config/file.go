@@ -327,8 +327,8 @@ type fileKubernetes struct {
 	// ClusterIssuer is the cert-manager ClusterIssuer that signs the services' certificates.
 	ClusterIssuer string `yaml:"cluster_issuer" default:"letsencrypt-prod"`
 	// ExternalDNSAnnotations says which ExternalDNS annotation prefixes are written: `both`,
-	// `alpha` (external-dns.alpha.kubernetes.io/, read by ExternalDNS before v0.15) or
-	// `current` (external-dns.kubernetes.io/).
+	// `alpha` (external-dns.alpha.kubernetes.io/, what older releases such as v0.13 read) or
+	// `current` (external-dns.kubernetes.io/, what v0.22 reads).
 	ExternalDNSAnnotations string `yaml:"external_dns_annotations" default:"both" enum:"both|alpha|current"`
 	// TCPServices are the ingress-nginx tcp-services ConfigMaps of the two controllers,
 	// `namespace/name` as given to the controller's --tcp-services-configmap.

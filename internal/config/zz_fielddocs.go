@@ -50,7 +50,7 @@ var fieldDocs = map[string]string{
 	"fileHealth.Timeout":                    "Timeout of one check.",
 	"fileKubernetes.BlackboxExporter":       "BlackboxExporter is the address (host:port) of the blackbox exporter that Probes send the services' health checks through.",
 	"fileKubernetes.ClusterIssuer":          "ClusterIssuer is the cert-manager ClusterIssuer that signs the services' certificates.",
-	"fileKubernetes.ExternalDNSAnnotations": "ExternalDNSAnnotations says which ExternalDNS annotation prefixes are written: `both`, `alpha` (external-dns.alpha.kubernetes.io/, read by ExternalDNS before v0.15) or `current` (external-dns.kubernetes.io/).",
+	"fileKubernetes.ExternalDNSAnnotations": "ExternalDNSAnnotations says which ExternalDNS annotation prefixes are written: `both`, `alpha` (external-dns.alpha.kubernetes.io/, what older releases such as v0.13 read) or `current` (external-dns.kubernetes.io/, what v0.22 reads).",
 	"fileKubernetes.Gateway":                "Gateway names the two Gateways rendered for output gateway-api, in the namespace above.",
 	"fileKubernetes.GatewayClass":           "GatewayClass names the GatewayClasses of the two Gateways (output gateway-api).",
 	"fileKubernetes.IngressClass":           "IngressClass names the two ingress classes (output ingress).",
