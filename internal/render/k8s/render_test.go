@@ -287,3 +287,21 @@ func decodeAll(t *testing.T, data []byte) []map[string]any {
 }
 
 func parseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }
+
+// BenchmarkRender renders examples/gitops/lab.yaml (4 services: 20 objects as
+// Ingress, 25 as Gateway API).
+func BenchmarkRender(b *testing.B) {
+	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "gitops", "lab.yaml"), config.Options{UnreadSecrets: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, out := range []Output{Ingress, GatewayAPI} {
+		b.Run(string(out), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Render(cfg, Options{Output: out}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
