@@ -26,6 +26,14 @@ type model struct {
 	wildcard  *wildcardCert
 	monitors  []*monitor
 	dnsSecret *dnsSecret
+	// entryPoints are the address records of relay.name and
+	// gateway.private.name, which the services' CNAMEs point at.
+	entryPoints []dnsRecord
+}
+
+type dnsRecord struct {
+	name, recordType string
+	targets          []string
 }
 
 // route is one service reached by host name: HTTP, or TLS passed through.
@@ -129,6 +137,7 @@ func build(cfg *config.Config, opts Options) (*model, config.Errors) {
 			m.dnsSecret = &dnsSecret{keys: []dnsSecretKey{{"tsig-secret", "tsig_secret"}}}
 		}
 	}
+	m.entryPoints = entryPoints(cfg)
 	for i, s := range cfg.Services {
 		path := fmt.Sprintf("services[%d]", i)
 		var r *route
@@ -359,4 +368,41 @@ func monitorOf(s *config.Service, backends []*backend, r *route, namespace strin
 		}
 	}
 	return mon
+}
+
+// entryPoints returns the A and AAAA records of the relay (its public IPs)
+// and of the private entry point (the addresses of gateway.private.https).
+func entryPoints(cfg *config.Config) []dnsRecord {
+	var recs []dnsRecord
+	add := func(name string, addrs []netip.Addr) {
+		var v4, v6 []string
+		for _, a := range addrs {
+			switch a = a.Unmap(); {
+			case !a.IsValid() || a.IsUnspecified():
+			case a.Is4():
+				v4 = append(v4, a.String())
+			default:
+				v6 = append(v6, a.String())
+			}
+		}
+		for _, r := range []dnsRecord{{name, "A", v4}, {name, "AAAA", v6}} {
+			if slices.Sort(r.targets); len(r.targets) > 0 {
+				r.targets = slices.Compact(r.targets)
+				recs = append(recs, r)
+			}
+		}
+	}
+	if r := cfg.Relay; r != nil && r.FQDN != "" {
+		add(r.FQDN, r.PublicIPs)
+	}
+	if p := cfg.Gateway.Private; p != nil && p.FQDN != "" {
+		var addrs []netip.Addr
+		for _, hp := range append(append([]string{}, p.HTTPS...), p.HTTP...) {
+			if ap, err := netip.ParseAddrPort(hp); err == nil {
+				addrs = append(addrs, ap.Addr())
+			}
+		}
+		add(p.FQDN, addrs)
+	}
+	return recs
 }

@@ -316,3 +316,15 @@ type backendTLSValidate struct {
 	WellKnownCACertificates string `yaml:"wellKnownCACertificates"`
 	Hostname                string `yaml:"hostname"`
 }
+
+// externaldns.k8s.io/v1alpha1 DNSEndpoint.
+
+type dnsEndpointSpec struct {
+	Endpoints []dnsEndpoint `yaml:"endpoints"`
+}
+
+type dnsEndpoint struct {
+	DNSName    string   `yaml:"dnsName"`
+	RecordType string   `yaml:"recordType"`
+	Targets    []string `yaml:"targets"`
+}

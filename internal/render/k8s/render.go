@@ -70,7 +70,7 @@ func Render(cfg *config.Config, opts Options) ([]byte, error) {
 
 // kindOrder is the order objects are written in: what others refer to first.
 var kindOrder = []string{
-	"ExternalSecret", "Certificate", "ConfigMap", "Service", "EndpointSlice",
+	"ExternalSecret", "Certificate", "ConfigMap", "Service", "EndpointSlice", "DNSEndpoint",
 	"Gateway", "Ingress", "HTTPRoute", "TLSRoute", "TCPRoute", "UDPRoute", "BackendTLSPolicy",
 	"ServiceMonitor", "ScrapeConfig", "Probe", "PrometheusRule",
 }
@@ -155,6 +155,15 @@ func (m *model) common(out Output) []object {
 			spec.Data = append(spec.Data, externalSecretData{SecretKey: k.secretKey, RemoteRef: remoteRef{Key: "labgate-dns", Property: k.property}})
 		}
 		o, _ := m.spec("external-secrets.io/v1", "ExternalSecret", "labgate-dns", spec)
+		objs = append(objs, o)
+	}
+	if len(m.entryPoints) > 0 {
+		// ExternalDNS's crd source (--source=crd) creates these.
+		spec := dnsEndpointSpec{}
+		for _, r := range m.entryPoints {
+			spec.Endpoints = append(spec.Endpoints, dnsEndpoint{DNSName: r.name, RecordType: r.recordType, Targets: r.targets})
+		}
+		o, _ := m.spec("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "labgate-entry-points", spec)
 		objs = append(objs, o)
 	}
 	for _, mon := range m.monitors {
