@@ -1,8 +1,6 @@
 package validate
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,9 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"sigs.k8s.io/yaml"
 )
 
 // crdFiles maps apiVersion/kind to the CRD that defines it: in a module of
@@ -30,131 +25,80 @@ var crdFiles = map[string]string{
 	"cert-manager.io/v1/Certificate":                "github.com/cert-manager/cert-manager:deploy/crds/cert-manager.io_certificates.yaml",
 	"external-secrets.io/v1/ExternalSecret":         "testdata/external-secrets.io_externalsecrets.yaml",
 	"externaldns.k8s.io/v1alpha1/DNSEndpoint":       "testdata/dnsendpoints.externaldns.k8s.io.yaml",
+	// Generated from the Go types as prometheus-operator generates its CRDs (see TestMain).
+	"monitoring.coreos.com/v1/ServiceMonitor":     "gen:monitoring.coreos.com_servicemonitors.yaml",
+	"monitoring.coreos.com/v1/Probe":              "gen:monitoring.coreos.com_probes.yaml",
+	"monitoring.coreos.com/v1/PrometheusRule":     "gen:monitoring.coreos.com_prometheusrules.yaml",
+	"monitoring.coreos.com/v1alpha1/ScrapeConfig": "gen:monitoring.coreos.com_scrapeconfigs.yaml",
+}
+
+// generatedCRDs is where TestMain writes prometheus-operator's CRDs.
+var generatedCRDs string
+
+// TestMain generates prometheus-operator's CRDs from the Go types of
+// pkg/apis/monitoring v0.95.2 with controller-gen (a tool of this module),
+// as the project does for its releases: the repository holding the
+// published CRDs is not served here.
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "labgate-crds-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		mon, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring").Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go list -m:", err)
+			return 1
+		}
+		monDir := strings.TrimSpace(string(mon))
+		gen := exec.Command("go", "tool", "controller-gen", "crd", "paths="+monDir+"/v1/...", "paths="+monDir+"/v1alpha1/...", "output:crd:dir="+dir)
+		if out, err := gen.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "controller-gen: %v\n%s", err, out)
+			return 1
+		}
+		generatedCRDs = dir
+		return m.Run()
+	}())
 }
 
 var (
-	schemaMu    sync.Mutex
-	schemaCache = map[string]*jsonschema.Schema{}
+	crdMu    sync.Mutex
+	crdCache = map[string]*crdValidator{}
 )
 
-// crdSchemaValidate checks doc against the OpenAPI schema of its CRD, as
-// kubeconform -strict does: unknown fields are errors. (CEL rules of the CRD,
-// x-kubernetes-validations, are not evaluated.)
+// crdSchemaValidate validates doc as the apiserver validates a custom
+// resource of its CRD (see crdValidator).
 func crdSchemaValidate(t *testing.T, apiVersion, kind string, doc []byte) error {
 	t.Helper()
 	src, ok := crdFiles[apiVersion+"/"+kind]
 	if !ok {
 		return nil
 	}
-	s, err := crdSchema(src, apiVersion)
-	if err != nil {
-		t.Fatalf("schema of %s: %v", kind, err)
+	crdMu.Lock()
+	defer crdMu.Unlock()
+	key := src + "@" + apiVersion
+	v, ok := crdCache[key]
+	if !ok {
+		path := src
+		if rel, ok := strings.CutPrefix(src, "gen:"); ok {
+			path = filepath.Join(generatedCRDs, rel)
+		} else if mod, rel, ok := strings.Cut(src, ":"); ok {
+			out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
+			if err != nil {
+				t.Fatalf("go list -m %s: %v", mod, err)
+			}
+			path = filepath.Join(strings.TrimSpace(string(out)), rel)
+		}
+		var err error
+		if v, err = newCRDValidator(path, apiVersion[strings.LastIndex(apiVersion, "/")+1:]); err != nil {
+			t.Fatal(err)
+		}
+		crdCache[key] = v
 	}
-	j, err := yaml.YAMLToJSON(doc)
-	if err != nil {
-		return err
-	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(j))
-	if err != nil {
-		return err
-	}
-	if err := s.Validate(v); err != nil {
-		return fmt.Errorf("the CRD's schema refuses it: %v", err)
+	if errs := v.validate(doc); len(errs) > 0 {
+		return fmt.Errorf("the apiserver would refuse it (CRD %s): %v", filepath.Base(src), errs.ToAggregate())
 	}
 	return nil
-}
-
-func crdSchema(src, apiVersion string) (*jsonschema.Schema, error) {
-	schemaMu.Lock()
-	defer schemaMu.Unlock()
-	key := src + "@" + apiVersion
-	if s, ok := schemaCache[key]; ok {
-		return s, nil
-	}
-	path := src
-	if mod, rel, ok := strings.Cut(src, ":"); ok {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
-		if err != nil {
-			return nil, fmt.Errorf("go list -m %s: %v", mod, err)
-		}
-		path = filepath.Join(strings.TrimSpace(string(out)), rel)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var crd struct {
-		Spec struct {
-			Versions []struct {
-				Name   string `json:"name"`
-				Schema struct {
-					OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
-				} `json:"schema"`
-			} `json:"versions"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &crd); err != nil {
-		return nil, err
-	}
-	version := apiVersion[strings.LastIndex(apiVersion, "/")+1:]
-	for _, v := range crd.Spec.Versions {
-		if v.Name != version {
-			continue
-		}
-		schema := v.Schema.OpenAPIV3Schema
-		strict(schema)
-		b, err := json.Marshal(schema)
-		if err != nil {
-			return nil, err
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			return nil, err
-		}
-		c := jsonschema.NewCompiler()
-		if err := c.AddResource("crd.json", doc); err != nil {
-			return nil, err
-		}
-		s, err := c.Compile("crd.json")
-		if err != nil {
-			return nil, err
-		}
-		schemaCache[key] = s
-		return s, nil
-	}
-	return nil, fmt.Errorf("%s defines no version %s", path, version)
-}
-
-// strict turns an OpenAPI schema into a JSON Schema that refuses unknown
-// fields, and drops the Kubernetes extensions JSON Schema does not know.
-func strict(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		for k := range x {
-			if strings.HasPrefix(k, "x-kubernetes-") {
-				if k == "x-kubernetes-int-or-string" {
-					delete(x, "type")
-				}
-				delete(x, k)
-			}
-		}
-		if _, ok := x["properties"]; ok {
-			if _, ok := x["additionalProperties"]; !ok {
-				x["additionalProperties"] = false
-			}
-		}
-		if x["nullable"] == true {
-			if t, ok := x["type"].(string); ok {
-				x["type"] = []any{t, "null"}
-			}
-		}
-		delete(x, "nullable")
-		for _, c := range x {
-			strict(c)
-		}
-	case []any:
-		for _, c := range x {
-			strict(c)
-		}
-	}
 }

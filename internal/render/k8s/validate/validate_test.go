@@ -3,8 +3,10 @@
 // fields are errors) into the official Go types of its kind, and the kinds
 // the apiserver itself serves (Service, EndpointSlice, Ingress, ConfigMap)
 // pass the apiserver's own validation code, after the same defaulting.
-// Custom resources without Go validation (Gateway API) are also checked
-// against the OpenAPI schema of their CRD.
+// Custom resources (Gateway API, cert-manager, prometheus-operator, External
+// Secrets, ExternalDNS) pass what the apiserver runs for their CRD: pruning
+// with unknown fields refused, defaulting, the OpenAPI schema and the CEL
+// rules (k8s.io/apiextensions-apiserver).
 //
 // It is a module of its own: k8s.io/kubernetes needs replace lines and a
 // large dependency graph that labgate's binary never sees.
