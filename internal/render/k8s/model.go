@@ -171,6 +171,9 @@ func build(cfg *config.Config, opts Options) (*model, config.Errors) {
 				if u.Scheme != s.Backends[0].Scheme {
 					fail(backendPath(s, path, j), "backends of one service must share a scheme in Kubernetes (%s and %s)", s.Backends[0].Scheme, u.Scheme)
 				}
+				if u.Hostname() == "" {
+					fail(backendPath(s, path, j), "%q has no host: a Service needs an IP address or a host name", u)
+				}
 				hosts = append(hosts, u.Hostname())
 				ports = append(ports, urlPort(u))
 			}
@@ -185,7 +188,7 @@ func build(cfg *config.Config, opts Options) (*model, config.Errors) {
 				break
 			}
 			b, ok := hostBackend(s.Name, s.Name, s.Backends[0].Scheme, "TCP", hosts, ports)
-			if !ok {
+			if !ok && !slices.Contains(hosts, "") {
 				fail(backendPath(s, path, 1), "a Kubernetes Service reaches IP addresses or one host name (ExternalName), not %s: split the service or use IP addresses", strings.Join(hosts, " and "))
 			}
 			m.backends = append(m.backends, b)
@@ -266,7 +269,7 @@ func backendPath(s *config.Service, path string, j int) string {
 
 // hostBackend builds the Service for backends outside the cluster: all IP
 // addresses (an EndpointSlice each family), or a single host name
-// (ExternalName). ok is false for a mix, or several host names.
+// (ExternalName). ok is false for a mix, several host names, or none.
 func hostBackend(name, service, scheme, protocol string, hosts, ports []string) (*backend, bool) {
 	b := &backend{name: name, service: service, portName: scheme, protocol: protocol, port: atoi32(ports[0])}
 	if scheme == "https" && protocol == "TCP" && service == name {
@@ -274,6 +277,9 @@ func hostBackend(name, service, scheme, protocol string, hosts, ports []string) 
 	}
 	var names []string
 	for i, h := range hosts {
+		if h == "" {
+			return b, false
+		}
 		if a, err := netip.ParseAddr(h); err == nil {
 			b.endpoints = append(b.endpoints, netip.AddrPortFrom(a.Unmap(), uint16(atoi32(ports[i]))))
 		} else {

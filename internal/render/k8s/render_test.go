@@ -236,6 +236,16 @@ func TestErrors(t *testing.T) {
 			want: []string{"services[0].backend_tls.ca_file: verifying the backend against ca_file is not rendered"},
 		},
 		{
+			name: "backend without a host",
+			yaml: head + "kubernetes: {namespace: lab}\nservices:\n- name: m\n  tcp: [{port: 25, backend: ':25'}]\n",
+			want: []string{`lab.yaml:6:29: services[0].tcp[0].backend: ":25": use an IP address or a host name`},
+		},
+		{
+			name: "url without a host",
+			yaml: head + "services:\n- {name: a, host: a, backend: 'http://:8080'}\n",
+			want: []string{`lab.yaml:4:31: services[0].backend: "http://:8080" has no host`},
+		},
+		{
 			name: "public udp",
 			yaml: head + "relay: {gateway: 100.101.102.103}\nkubernetes: {namespace: lab}\nservices:\n- name: wg\n  expose: public\n  udp: [{port: 51820, backend: '10.0.0.1:51820'}]\n",
 			want: []string{"lab.yaml:8:9: services[0].udp[0]: a public udp port cannot be rendered"},
