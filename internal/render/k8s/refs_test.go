@@ -24,7 +24,7 @@ func TestReferences(t *testing.T) {
 		for _, out := range []Output{Ingress, GatewayAPI} {
 			t.Run(filepath.Base(f)+"/"+string(out), func(t *testing.T) {
 				objs := decodeAll(t, render(t, cfg, Options{Output: out}))
-				services := map[string]map[string]any{} // namespace/name -> Service
+				services := map[string]map[string]any{}  // namespace/name -> Service
 				gateways := map[string]map[string]bool{} // Gateway -> listener names
 				for _, o := range objs {
 					md := o["metadata"].(map[string]any)
@@ -176,4 +176,3 @@ func portNamesMatch(svc map[string]any, ports []any) bool {
 	}
 	return true
 }
-
