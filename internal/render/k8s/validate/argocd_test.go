@@ -40,3 +40,30 @@ func TestArgoCDSidecarPatch(t *testing.T) {
 		t.Errorf("volume mounts %v", mounts)
 	}
 }
+
+// TestGitOpsApplication: examples/gitops/application.yaml is an Application
+// that Argo CD's CRD accepts, and it asks for the labgate plugin.
+func TestGitOpsApplication(t *testing.T) {
+	data, err := os.ReadFile("../../../../examples/gitops/application.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crdSchemaValidate(t, "argoproj.io/v1alpha1", "Application", data); err != nil {
+		t.Fatal(err)
+	}
+	var app struct {
+		Spec struct {
+			Source struct {
+				Plugin struct {
+					Name string `json:"name"`
+				} `json:"plugin"`
+			} `json:"source"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &app); err != nil {
+		t.Fatal(err)
+	}
+	if app.Spec.Source.Plugin.Name != "labgate" {
+		t.Errorf("spec.source.plugin.name = %q, want labgate (deploy/argocd/plugin.yaml)", app.Spec.Source.Plugin.Name)
+	}
+}

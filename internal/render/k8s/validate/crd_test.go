@@ -12,9 +12,9 @@ import (
 
 // crdFiles maps apiVersion/kind to the CRD that defines it: in a module of
 // the build ("module:path"), or in testdata. testdata holds external-secrets
-// v0.16.2's ExternalSecret CRD (config/crds/bases) and external-dns v0.22.0's
-// DNSEndpoint CRD (config/crd/standard): their Go modules cannot be had here
-// without a dependency graph the proxy does not fully serve.
+// v0.16.2's ExternalSecret CRD, external-dns v0.22.0's DNSEndpoint CRD and
+// Argo CD v3.2.0's Application CRD (testdata/README.md): their Go modules
+// cannot be had here without a dependency graph the proxy does not serve.
 var crdFiles = map[string]string{
 	"gateway.networking.k8s.io/v1/Gateway":          "sigs.k8s.io/gateway-api:config/crd/standard/gateway.networking.k8s.io_gateways.yaml",
 	"gateway.networking.k8s.io/v1/HTTPRoute":        "sigs.k8s.io/gateway-api:config/crd/standard/gateway.networking.k8s.io_httproutes.yaml",
@@ -25,6 +25,7 @@ var crdFiles = map[string]string{
 	"cert-manager.io/v1/Certificate":                "github.com/cert-manager/cert-manager:deploy/crds/cert-manager.io_certificates.yaml",
 	"external-secrets.io/v1/ExternalSecret":         "testdata/external-secrets.io_externalsecrets.yaml",
 	"externaldns.k8s.io/v1alpha1/DNSEndpoint":       "testdata/dnsendpoints.externaldns.k8s.io.yaml",
+	"argoproj.io/v1alpha1/Application":              "testdata/argoproj.io_applications.yaml",
 	// Generated from the Go types as prometheus-operator generates its CRDs (see TestMain).
 	"monitoring.coreos.com/v1/ServiceMonitor":     "gen:monitoring.coreos.com_servicemonitors.yaml",
 	"monitoring.coreos.com/v1/Probe":              "gen:monitoring.coreos.com_probes.yaml",
