@@ -9,8 +9,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// cmpPlugin is the part of Argo CD's ConfigManagementPlugin that
-// deploy/argocd/plugin.yaml uses, decoded strictly: a misspelt key fails.
+// cmpPlugin is the part of Argo CD's ConfigManagementPlugin (PluginConfig in
+// argo-cd v3.2.0's cmpserver/plugin/config.go) that deploy/argocd/plugin.yaml
+// uses, decoded strictly: a misspelt key fails.
 type cmpPlugin struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
