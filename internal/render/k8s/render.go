@@ -62,6 +62,15 @@ func Render(cfg *config.Config, opts Options) ([]byte, error) {
 		o, e := m.gatewayAPI(cfg)
 		objs, errs = append(objs, o...), append(errs, e...)
 	}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		// ConfigMaps are named namespace/name already; the rest share the namespace.
+		key := o.kind + " " + o.name
+		if seen[key] {
+			errs = append(errs, cfg.Errorf("services", "two %s objects would be named %q (a service's name meets one labgate derives): rename the service", o.kind, o.name))
+		}
+		seen[key] = true
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -246,6 +246,12 @@ func TestErrors(t *testing.T) {
 			want: []string{`lab.yaml:4:31: services[0].backend: "http://:8080" has no host`},
 		},
 		{
+			name: "a name labgate derives",
+			yaml: head + "relay: {gateway: 100.101.102.103}\nservices:\n- {name: public-https-redirect, host: a, expose: public, backend: 'http://10.0.0.1:80'}\n",
+			opts: Options{Output: GatewayAPI},
+			want: []string{`lab.yaml:5:1: services: two HTTPRoute objects would be named "public-https-redirect"`},
+		},
+		{
 			name: "public udp",
 			yaml: head + "relay: {gateway: 100.101.102.103}\nkubernetes: {namespace: lab}\nservices:\n- name: wg\n  expose: public\n  udp: [{port: 51820, backend: '10.0.0.1:51820'}]\n",
 			want: []string{"lab.yaml:8:9: services[0].udp[0]: a public udp port cannot be rendered"},
