@@ -21,7 +21,7 @@ const module = "github.com/labgate/labgate/"
 // import. A package missing here may import only config.
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
-	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "internal/sops", "examples"},
+	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "internal/sops", "internal/render/k8s", "examples"},
 	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek", "internal/history", "internal/status"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
 	"internal/dns":        {"internal/config"},
+	"internal/render/k8s": {"internal/config"},
 	"internal/proxyproto": {},
 	"internal/speedtest":  {},
 	"internal/gitops":     {},

@@ -34,8 +34,10 @@ type Config struct {
 	// Services in file order.
 	Services []*Service
 	// Git, when set, is where the lab's config comes from (see Options.Bootstrap).
-	Git *Git
-	Status   Status
+	Git    *Git
+	Status Status
+	// Kubernetes is read by `labgate render k8s`.
+	Kubernetes Kubernetes
 
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.
@@ -263,6 +265,7 @@ type Service struct {
 	TCP         []L4Route
 	UDP         []L4Route
 	AllowHTTP   bool // serve plain HTTP instead of redirecting to HTTPS
+	Kubernetes  ServiceKubernetes
 }
 
 // Passthrough forwards TLS connections, routed by SNI, to a backend that

@@ -29,6 +29,8 @@ type decoder struct {
 	secrets map[string]bool     // field paths holding secrets (never quoted)
 	// readSecret reads a *_file secret (Options.ReadSecret).
 	readSecret func(string) ([]byte, error)
+	// unreadSecrets takes secrets as set without resolving them (Options.UnreadSecrets).
+	unreadSecrets bool
 }
 
 type position struct{ line, col int }
@@ -263,6 +265,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			if isNull(val) {
 				// An explicit null is the same as absent: defaults apply.
 				nullAt[f.key] = k
+				continue
+			}
+			if f.secret && d.unreadSecrets && val.Kind == yaml.ScalarNode {
+				v.Field(f.index).SetString(unreadSecret)
 				continue
 			}
 			if isFile {

@@ -41,6 +41,8 @@ type file struct {
 	Git *fileGit `yaml:"git"`
 	// Status configures the status page, its badges and charts, the image cache and the health history.
 	Status fileStatus `yaml:"status"`
+	// Kubernetes names what the cluster uses, for `labgate render k8s` (see docs/kubernetes.md).
+	Kubernetes fileKubernetes `yaml:"kubernetes"`
 }
 
 type fileGit struct {
@@ -339,6 +341,8 @@ type fileService struct {
 	TCP []*fileL4 `yaml:"tcp"`
 	// UDP ports forwarded to backends.
 	UDP []*fileL4 `yaml:"udp"`
+	// Kubernetes changes how `labgate render k8s` renders this service.
+	Kubernetes fileServiceKubernetes `yaml:"kubernetes"`
 }
 
 type fileBackendTLS struct {
@@ -417,4 +421,70 @@ type fileHistory struct {
 	Fine duration `yaml:"fine" default:"336h"`
 	// Daily is how long daily summaries are kept: the uptime bars and badges read them.
 	Daily duration `yaml:"daily" default:"9600h"`
+}
+
+type fileKubernetes struct {
+	// Namespace of the rendered objects. Empty leaves it out, for the namespace that
+	// kubectl or the Argo CD Application's destination gives.
+	Namespace string `yaml:"namespace" example:"lab"`
+	// IngressClass names the two ingress classes (output ingress).
+	IngressClass fileClassNames `yaml:"ingress_class"`
+	// Gateway names the two Gateways rendered for output gateway-api, in the namespace above.
+	Gateway fileClassNames `yaml:"gateway"`
+	// GatewayClass names the GatewayClasses of the two Gateways (output gateway-api).
+	GatewayClass fileClassNames `yaml:"gateway_class"`
+	// ClusterIssuer is the cert-manager ClusterIssuer that signs the services' certificates.
+	ClusterIssuer string `yaml:"cluster_issuer" default:"letsencrypt-prod"`
+	// ExternalDNSAnnotations says which ExternalDNS annotation prefixes are written: `both`,
+	// `alpha` (external-dns.alpha.kubernetes.io/, what older releases such as v0.13 read) or
+	// `current` (external-dns.kubernetes.io/, what v0.22 reads).
+	ExternalDNSAnnotations string `yaml:"external_dns_annotations" default:"both" enum:"both|alpha|current"`
+	// TCPServices are the ingress-nginx tcp-services ConfigMaps of the two controllers,
+	// `namespace/name` as given to the controller's --tcp-services-configmap.
+	TCPServices fileTCPServices `yaml:"tcp_services"`
+	// UDPServices are the ingress-nginx udp-services ConfigMaps, as --udp-services-configmap.
+	UDPServices fileUDPServices `yaml:"udp_services"`
+	// SecretStore is the External Secrets store that holds the lab's credentials: secrets
+	// reach the cluster as ExternalSecrets, never as rendered Secrets.
+	SecretStore fileSecretStore `yaml:"secret_store"`
+	// BlackboxExporter is the address (host:port) of the blackbox exporter that Probes send
+	// the services' health checks through.
+	BlackboxExporter string `yaml:"blackbox_exporter" default:"blackbox-exporter.monitoring.svc:9115"`
+}
+
+type fileClassNames struct {
+	// Public is the name for public services (reached through the relay).
+	Public string `yaml:"public" default:"public"`
+	// Private is the name for private services (VPN and LAN only).
+	Private string `yaml:"private" default:"private"`
+}
+
+type fileTCPServices struct {
+	// Public controller's ConfigMap, namespace/name.
+	Public string `yaml:"public" default:"ingress-public/tcp-services"`
+	// Private controller's ConfigMap, namespace/name.
+	Private string `yaml:"private" default:"ingress-private/tcp-services"`
+}
+
+type fileUDPServices struct {
+	// Public controller's ConfigMap, namespace/name.
+	Public string `yaml:"public" default:"ingress-public/udp-services"`
+	// Private controller's ConfigMap, namespace/name.
+	Private string `yaml:"private" default:"ingress-private/udp-services"`
+}
+
+type fileSecretStore struct {
+	// Name of the store.
+	Name string `yaml:"name" default:"labgate"`
+	// Kind of the store.
+	Kind string `yaml:"kind" default:"ClusterSecretStore" enum:"ClusterSecretStore|SecretStore"`
+}
+
+type fileServiceKubernetes struct {
+	// Service names a Service already in the cluster that serves this service (in the
+	// rendered namespace): the Ingress routes to it at the backend's port, and no Service
+	// is rendered for the backend.
+	Service string `yaml:"service" example:"longhorn-frontend"`
+	// TLSSecret is the Secret cert-manager writes the certificate to; `NAME-tls` by default.
+	TLSSecret string `yaml:"tls_secret" example:"longhorn-tls-certificate"`
 }

@@ -30,7 +30,14 @@ type Options struct {
 	// ReadSecret reads the file of a *_file secret; nil uses os.ReadFile.
 	// (It may decrypt: see internal/sops.)
 	ReadSecret func(name string) ([]byte, error)
+	// UnreadSecrets takes every secret field as set without resolving its
+	// ${VAR} or reading its *_file: for `labgate render`, which never uses a
+	// secret's value and runs where the secrets are not (an Argo CD plugin).
+	UnreadSecrets bool
 }
+
+// unreadSecret is the value of a secret that Options.UnreadSecrets left unread.
+const unreadSecret = "unread"
 
 // Load reads and parses the file at path.
 func Load(path string, opts Options) (*Config, error) {
@@ -58,6 +65,8 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		pos:        map[string]position{},
 		secrets:    map[string]bool{},
 		readSecret: opts.ReadSecret,
+
+		unreadSecrets: opts.UnreadSecrets,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -201,6 +210,7 @@ func (b *builder) build(f *file) *Config {
 	b.relayTarget(c)
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
+	b.kubernetes(f, c)
 	b.speedtestClash(c)
 	b.dnsZone(f.DNS, c)
 	c.Status = b.status(f.Status, c)
@@ -615,7 +625,8 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 			continue
 		}
 		s := &Service{Name: f.Name, Path: f.Path, Echo: f.Echo, Metrics: f.Metrics, Alert: f.Alert, AllowHTTP: f.AllowHTTP,
-			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify}}
+			BackendTLS: BackendTLS{ServerName: f.BackendTLS.ServerName, InsecureSkipVerify: f.BackendTLS.InsecureSkipVerify},
+			Kubernetes: serviceKubernetes(f)}
 		if f.Expose == "public" {
 			s.Expose = Public
 		}

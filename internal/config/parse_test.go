@@ -46,6 +46,19 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
+// defaultKubernetes is the kubernetes section of a file that does not set one.
+var defaultKubernetes = Kubernetes{
+	IngressClass:           ClassNames{"public", "private"},
+	Gateway:                ClassNames{"public", "private"},
+	GatewayClass:           ClassNames{"public", "private"},
+	ClusterIssuer:          "letsencrypt-prod",
+	ExternalDNSAnnotations: "both",
+	TCPServices:            ClassNames{"ingress-public/tcp-services", "ingress-private/tcp-services"},
+	UDPServices:            ClassNames{"ingress-public/udp-services", "ingress-private/udp-services"},
+	SecretStore:            SecretStore{"labgate", "ClusterSecretStore"},
+	BlackboxExporter:       "blackbox-exporter.monitoring.svc:9115",
+}
+
 // defaultLimits are the gateway limits of a file that does not set any.
 var defaultLimits = Limits{
 	ProxyHeaderTimeout:    5 * time.Second,
@@ -146,6 +159,7 @@ func TestParseDesignExample(t *testing.T) {
 		},
 		Status: defaultStatus,
 	}
+	want.Kubernetes = defaultKubernetes
 	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 		t.Errorf("Parse(%s) mismatch (-want +got):\n%s", name, diff)
 	}
@@ -350,13 +364,14 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse:\n%s\nerror: %v", tt.yaml, err)
 			}
 			want := &Config{
-				Path:     name,
-				Version:  1,
-				StateDir: "/var/lib/labgate",
-				Log:      Log{Format: "text", Level: "info", Access: true},
-				DNS:      DNS{Owner: "labgate", TTL: 300, Interval: 10 * time.Minute, Ownership: "txt"},
-				Gateway:  Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
-				Status:   defaultStatus,
+				Path:       name,
+				Version:    1,
+				StateDir:   "/var/lib/labgate",
+				Log:        Log{Format: "text", Level: "info", Access: true},
+				DNS:        DNS{Owner: "labgate", TTL: 300, Interval: 10 * time.Minute, Ownership: "txt"},
+				Gateway:    Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
+				Status:     defaultStatus,
+				Kubernetes: defaultKubernetes,
 			}
 			tt.want(want)
 			if want.DNS.Zone == "" {
