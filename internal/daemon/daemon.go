@@ -45,6 +45,15 @@ type Options struct {
 	Version string
 	// Ready, if set, is called with the daemon once the first generation serves.
 	Ready func(*Daemon)
+
+	// ChallengeDNS makes the DNS-01 solver for the file's dns.provider
+	// (tls.acme with a provider needs it).
+	ChallengeDNS func(*config.Config) (certs.ChallengeDNS, error)
+	// CertEvents, if set, receives every obtained, renewed or failed ACME certificate.
+	CertEvents func(certs.Event)
+	// RenewCheckInterval is how often ACME certificates are checked for
+	// renewal (0: every 10 minutes).
+	RenewCheckInterval time.Duration
 }
 
 // Daemon runs `labgate serve`.
@@ -58,6 +67,7 @@ type Daemon struct {
 	metrics  *metrics
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
+	certm    *certs.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
 
 	mu   sync.Mutex // serialises reloads
@@ -84,6 +94,7 @@ func New(opts Options) *Daemon {
 	d.metrics = newMetrics(reg, opts.Version)
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
+	d.certm = certs.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
 	return d
 }
@@ -194,6 +205,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		go func() {
 			defer d.drains.Done()
 			old.drain(cfg.Gateway.Limits.ShutdownGrace, false)
+			releaseACME(old, g)
 		}()
 	}
 	return nil
@@ -209,6 +221,7 @@ func (d *Daemon) stop() {
 	d.speed.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
+		releaseACME(g, nil)
 	}
 	d.drains.Wait()
 	if d.access != nil {
