@@ -20,6 +20,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := pebbleLab.Run(m) // stops pebble: idle connections to it end
+	ariLab.Stop()
 	if code == 0 {
 		// certmagic keeps process-wide goroutines (rate limiters, job queues).
 		if err := goleak.Find(certmagicGoroutines...); err != nil {

@@ -66,10 +66,16 @@ type Shared struct {
 // Run runs the package's tests, then stops what was started.
 func (s *Shared) Run(m *testing.M) int {
 	code := m.Run()
+	s.Stop()
+	return code
+}
+
+// Stop stops pebble if it was started.
+func (s *Shared) Stop() {
 	if s.p != nil {
 		s.p.stop()
+		s.p = nil
 	}
-	return code
 }
 
 // Pebble returns the running pebble, starting it on first use. A missing
