@@ -13,7 +13,6 @@ import (
 type slogCore struct {
 	h     slog.Handler
 	attrs []slog.Attr
-	name  string
 }
 
 func (c slogCore) Enabled(l zapcore.Level) bool {

@@ -60,7 +60,6 @@ type Shared struct {
 	once sync.Once
 	p    *Pebble
 	err  error
-	skip string
 }
 
 // Run runs the package's tests, then stops what was started.
