@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/relay"
 	"github.com/labgate/labgate/internal/testacme"
 	"github.com/labgate/labgate/internal/testpeer"
 )
@@ -24,53 +26,80 @@ var pebbleLab testacme.Shared
 
 func TestMain(m *testing.M) { os.Exit(pebbleLab.Run(m)) }
 
-// acmeLab is `labgate serve` with tls.acme pointed at pebble, its private
-// listeners on the ports pebble validates HTTP-01 and TLS-ALPN-01 on.
+// acmeLab is `labgate serve` with tls.acme pointed at pebble. By default
+// its private listeners sit on the ports pebble validates HTTP-01 and
+// TLS-ALPN-01 on; in relay mode labgate's relay sits there, in front of the
+// gateway's public listeners.
 type acmeLab struct {
 	t      *testing.T
 	p      *testacme.Pebble
+	mode   acmeMode
 	dir    string
 	file   string
-	https  string
-	http   string
+	https  string // where clients connect for HTTPS
+	http   string // where clients connect for plain HTTP
 	roots  *x509.CertPool
 	d      *Daemon
 	logs   *testpeer.Buffer
 	cancel context.CancelFunc
 	done   chan error
+	events chan certs.Event
 }
 
-const acmeConfig = `version: 1
-domain: lab.test
-state_dir: ./state
-log: { level: debug }
-tls:
-  acme: { email: admin@lab.test, ca: "%s", ca_roots: ["%s"] }
-gateway:
-  private:
-    https: ["%s"]
-    http: ["%s"]
-    allow: [127.0.0.0/8]
-  limits: { shutdown_grace: 1s }
-services:
-`
+type acmeMode int
+
+const (
+	privateListeners acmeMode = iota // private http + https on pebble's ports
+	tlsOnly                          // private https only: TLS-ALPN-01 is the only challenge
+	throughRelay                     // public listeners behind labgate relay on pebble's ports
+	dnsWildcard                      // DNS-01 through challtestsrv, private_wildcard
+)
 
 func newACMELab(t *testing.T, dir string, hosts ...string) *acmeLab {
+	return newACMELabMode(t, privateListeners, dir, hosts...)
+}
+
+func newACMELabMode(t *testing.T, mode acmeMode, dir string, hosts ...string) *acmeLab {
 	t.Helper()
 	p := pebbleLab.Pebble(t)
-	l := &acmeLab{t: t, p: p, dir: dir, file: filepath.Join(dir, "lab.yaml"),
+	l := &acmeLab{t: t, p: p, mode: mode, dir: dir, file: filepath.Join(dir, "lab.yaml"),
 		https: fmt.Sprintf("127.0.0.1:%d", p.TLSPort), http: fmt.Sprintf("127.0.0.1:%d", p.HTTPPort),
-		roots: p.Roots(t), logs: &testpeer.Buffer{}}
+		roots: p.Roots(t), logs: &testpeer.Buffer{}, events: make(chan certs.Event, 100)}
 	l.write(hosts...)
 	return l
 }
 
+// write writes the file with one service per host; "pub:" before a host
+// makes it public.
 func (l *acmeLab) write(hosts ...string) {
 	l.t.Helper()
 	backend := newBackend(l.t, "backend")
-	s := fmt.Sprintf(acmeConfig, l.p.Directory, l.p.CAFile, l.https, l.http)
+	s := fmt.Sprintf(`version: 1
+domain: lab.test
+state_dir: ./state
+log: { level: debug }
+tls:
+  acme: { email: admin@lab.test, ca: %q, ca_roots: [%q] }
+`, l.p.Directory, l.p.CAFile)
+	switch l.mode {
+	case privateListeners:
+		s += fmt.Sprintf("gateway:\n  private: { https: [%q], http: [%q], allow: [127.0.0.0/8] }\n", l.https, l.http)
+	case tlsOnly:
+		s += fmt.Sprintf("gateway:\n  private: { https: [%q], allow: [127.0.0.0/8] }\n", l.https)
+	case throughRelay:
+		s += fmt.Sprintf("gateway:\n  public: { https: %q, http: %q, trusted_relays: [127.0.0.1/32] }\n", pubHTTPS, pubHTTP)
+	case dnsWildcard:
+		s += "  private_wildcard: true\n"
+		s += fmt.Sprintf("dns:\n  provider: { type: rfc2136, server: \"127.0.0.1:53\", tsig_name: lab, tsig_secret: c2VjcmV0 }\n  resolvers: [%q]\n", l.p.DNS)
+		s += fmt.Sprintf("gateway:\n  private: { https: [%q], allow: [127.0.0.0/8] }\n", l.https)
+	}
+	s += fmt.Sprintf("  admin: %q\n  limits: { shutdown_grace: 1s }\nservices:\n", admin)
 	for _, h := range hosts {
-		s += fmt.Sprintf("  - { name: %s, host: %s, backend: %q }\n", h, h, backend.URL)
+		expose := "private"
+		if name, ok := strings.CutPrefix(h, "pub:"); ok {
+			h, expose = name, "public"
+		}
+		s += fmt.Sprintf("  - { name: %s, host: %s, expose: %s, backend: %q }\n", h, h, expose, backend.URL)
 	}
 	tmp := l.file + ".tmp"
 	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
@@ -89,6 +118,10 @@ func (l *acmeLab) start() {
 		Watch:  l.file,
 		Stderr: l.logs,
 		Ready:  func(*Daemon) { close(ready) },
+		ChallengeDNS: func(*config.Config) (certs.ChallengeDNS, error) {
+			return l.p, nil // the test's provider: challtestsrv, pebble's DNS server
+		},
+		CertEvents: func(e certs.Event) { l.events <- e },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan error, 1)
@@ -101,6 +134,20 @@ func (l *acmeLab) start() {
 		l.t.Fatalf("daemon did not start\n%s", l.logs)
 	}
 	l.t.Cleanup(l.stop)
+	if l.mode == throughRelay {
+		ro := relay.Options{
+			Routes: []relay.Route{
+				{Name: "https", Proto: "tcp", Listen: l.https, Target: l.d.Addr(pubHTTPS).String(), PeekTLS: true},
+				{Name: "http", Proto: "tcp", Listen: l.http, Target: l.d.Addr(pubHTTP).String()},
+			},
+			ProbeInterval: -1,
+		}
+		r := runRelay(l.t, RelayOptions{
+			Load:   func() (RelaySetup, error) { return RelaySetup{Relay: ro}, nil },
+			Stderr: l.logs,
+		})
+		waitFor(l.t, "relay listening", func() bool { return r.Addr("https") != nil && r.Addr("http") != nil })
+	}
 }
 
 func (l *acmeLab) stop() {
@@ -216,6 +263,86 @@ func TestACMEServe(t *testing.T) {
 	}
 	if strings.Contains(l2.logs.String(), "certificate obtained") {
 		t.Error("the restart obtained a certificate")
+	}
+	// The expiry of what is served is exported, also after a restart.
+	m := scrape(t, l2.d.adminAddr())
+	for host, leaf := range map[string]*x509.Certificate{"www": www, "blog": blog} {
+		want := fmt.Sprintf(`labgate_cert_expiry_timestamp_seconds{name="%s.lab.test"} %s`, host, strconv.FormatFloat(float64(leaf.NotAfter.Unix()), 'g', -1, 64))
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(m, "labgate_cert"))
+		}
+	}
+}
+
+// adminAddr is the bound admin address.
+func (d *Daemon) adminAddr() string { return d.Addr(admin).String() }
+
+// TestACMEChallengesThroughGateway obtains a certificate with each
+// challenge alone, answered by the gateway: TLS-ALPN-01 on its HTTPS
+// listener; HTTP-01 and TLS-ALPN-01 through labgate's relay to the public
+// listeners (PROXY v2), as the CA reaches a public service in production.
+func TestACMEChallengesThroughGateway(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode acmeMode
+		host string
+	}{
+		{"tls-alpn-01 private", tlsOnly, "tls"},
+		{"through the relay", throughRelay, "pub:www"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newACMELabMode(t, tc.mode, t.TempDir(), tc.host)
+			l.start()
+			host := strings.TrimPrefix(tc.host, "pub:")
+			leaf := l.served(host)
+			if got := leaf.DNSNames; len(got) != 1 || got[0] != host+".lab.test" {
+				t.Errorf("certificate names %v", got)
+			}
+			if len(leaf.OCSPServer) == 0 {
+				t.Error("the certificate names no OCSP responder: stapling was not exercised")
+			}
+			select {
+			case e := <-l.events:
+				if e.Kind != certs.Obtained || e.Name != host+".lab.test" {
+					t.Errorf("event %+v", e)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("no certificate event")
+			}
+			if tc.mode == tlsOnly && !strings.Contains(l.logs.String(), "challenge=tls-alpn-01") {
+				t.Error("the gateway served no TLS-ALPN-01 challenge certificate")
+			}
+			if tc.mode == throughRelay {
+				// The CA's validation reached the gateway through the relay.
+				if !strings.Contains(l.logs.String(), "challenge=tls-alpn-01") && !strings.Contains(l.p.Log(), "validate w/ HTTP: http://www.lab.test") {
+					t.Error("neither challenge was answered")
+				}
+			}
+		})
+	}
+}
+
+// TestACMEDNS01Wildcard: with a DNS provider the private services share one
+// *.lab.test certificate obtained over DNS-01; a public service gets its own.
+func TestACMEDNS01Wildcard(t *testing.T) {
+	l := newACMELabMode(t, dnsWildcard, t.TempDir(), "vault", "git", "pub:www")
+	orders := len(l.p.Orders())
+	l.start()
+	for _, h := range []string{"vault", "git"} {
+		if got := l.served(h).DNSNames; len(got) != 1 || got[0] != "*.lab.test" {
+			t.Errorf("%s: certificate names %v, want the wildcard", h, got)
+		}
+	}
+	if got := l.served("www").DNSNames; len(got) != 1 || got[0] != "www.lab.test" {
+		t.Errorf("www: certificate names %v", got)
+	}
+	if got := len(l.p.Orders()) - orders; got != 2 {
+		t.Errorf("%d orders, want 2 (the wildcard and www)", got)
+	}
+	for _, n := range []string{"_acme-challenge.lab.test", "_acme-challenge.www.lab.test"} {
+		if v := l.p.TXT(n); len(v) != 0 {
+			t.Errorf("TXT values left at %s: %q", n, v)
+		}
 	}
 }
 
