@@ -16,7 +16,7 @@ var fieldDocs = map[string]string{
 	"file.TLS":                          "TLS says where certificates come from.",
 	"file.Version":                      "Version of the file format. Always 1.",
 	"fileACME.CA":                       "CA is `letsencrypt`, `letsencrypt-staging` or the URL of an ACME directory.",
-	"fileACME.CARoots":                  "CARoots are PEM files of extra roots to trust for a private ACME server's own HTTPS.",
+	"fileACME.CARoots":                  "CARoots are PEM files of extra roots to trust, besides the system's, for a private ACME server's own HTTPS. Your devices still need that CA's root to trust its certificates.",
 	"fileACME.Email":                    "Email is the ACME account contact; the CA warns it before certificates expire.",
 	"fileBackendTLS.CAFile":             "CAFile is a PEM file of roots that sign the backend's certificate.",
 	"fileBackendTLS.InsecureSkipVerify": "InsecureSkipVerify accepts any certificate. Only for backends on a trusted network.",
@@ -108,7 +108,7 @@ var fieldDocs = map[string]string{
 	"fileSpeedtest.Listen":              "Listen is where the relay serves the measurement, host:port on the relay's VPN address. The gateway connects to it from relay.gateway, the only source the relay answers.",
 	"fileSpeedtest.Samples":             "Samples is how many measurements the gateway keeps (in state_dir/relay-path.json, for the status page); 1008 is a week at one every 10 minutes.",
 	"fileTLS.ACME":                      "ACME obtains certificates from an ACME CA such as Let's Encrypt. Without it, labgate issues certificates from its own internal CA (LAN-only labs, the quickstart) and writes the CA's root to state_dir/ca/root.crt for your devices to trust.",
-	"fileTLS.PrivateWildcard":           "PrivateWildcard uses one *.domain certificate for all private services, so their names stay out of Certificate Transparency logs.",
+	"fileTLS.PrivateWildcard":           "PrivateWildcard uses one *.domain certificate for all private services, so their names stay out of Certificate Transparency logs. With acme it needs dns.provider: a wildcard can only be obtained with the DNS-01 challenge.",
 	"fileWebhook.Secret":                "Secret signs the body with HMAC-SHA256.",
 	"fileWebhook.URL":                   "URL to POST to.",
 }
