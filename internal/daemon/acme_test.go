@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) { os.Exit(pebbleLab.Run(m)) }
 // TLS-ALPN-01 on; in relay mode labgate's relay sits there, in front of the
 // gateway's public listeners.
 type acmeLab struct {
-	t      *testing.T
+	t      testing.TB
 	p      *testacme.Pebble
 	mode   acmeMode
 	dir    string
@@ -55,11 +57,11 @@ const (
 	dnsWildcard                      // DNS-01 through challtestsrv, private_wildcard
 )
 
-func newACMELab(t *testing.T, dir string, hosts ...string) *acmeLab {
+func newACMELab(t testing.TB, dir string, hosts ...string) *acmeLab {
 	return newACMELabMode(t, privateListeners, dir, hosts...)
 }
 
-func newACMELabMode(t *testing.T, mode acmeMode, dir string, hosts ...string) *acmeLab {
+func newACMELabMode(t testing.TB, mode acmeMode, dir string, hosts ...string) *acmeLab {
 	t.Helper()
 	p := pebbleLab.Pebble(t)
 	l := &acmeLab{t: t, p: p, mode: mode, dir: dir, file: filepath.Join(dir, "lab.yaml"),
@@ -73,7 +75,8 @@ func newACMELabMode(t *testing.T, mode acmeMode, dir string, hosts ...string) *a
 // makes it public.
 func (l *acmeLab) write(hosts ...string) {
 	l.t.Helper()
-	backend := newBackend(l.t, "backend")
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello from", r.Host) }))
+	l.t.Cleanup(backend.Close)
 	s := fmt.Sprintf(`version: 1
 domain: lab.test
 state_dir: ./state
@@ -142,11 +145,12 @@ func (l *acmeLab) start() {
 			},
 			ProbeInterval: -1,
 		}
-		r := runRelay(l.t, RelayOptions{
+		t := l.t.(*testing.T)
+		r := runRelay(t, RelayOptions{
 			Load:   func() (RelaySetup, error) { return RelaySetup{Relay: ro}, nil },
 			Stderr: l.logs,
 		})
-		waitFor(l.t, "relay listening", func() bool { return r.Addr("https") != nil && r.Addr("http") != nil })
+		waitFor(t, "relay listening", func() bool { return r.Addr("https") != nil && r.Addr("http") != nil })
 	}
 }
 
@@ -377,4 +381,29 @@ func TestPlanCertificates(t *testing.T) {
 	if len(plan) != 1 || plan[0].Action != certs.PlanRenew {
 		t.Errorf("plan at %s = %+v, want renew", later, plan)
 	}
+}
+
+// BenchmarkTimeToNewService measures, per new service, the time from
+// writing it into the file of a running gateway to a client getting 200
+// over HTTPS with a certificate that verifies against pebble's root
+// (HTTP-01 or TLS-ALPN-01 on the gateway's listeners; the file watcher's
+// reaction included). Run it with bench/acme.sh.
+func BenchmarkTimeToNewService(b *testing.B) {
+	l := newACMELab(b, b.TempDir(), "first")
+	l.start()
+	l.served("first")
+	hosts := []string{"first"}
+	var times []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		hosts = append(hosts, fmt.Sprintf("svc%d", i))
+		start := time.Now()
+		l.write(hosts...)
+		l.served(hosts[len(hosts)-1])
+		times = append(times, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
+	b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
 }
