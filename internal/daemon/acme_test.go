@@ -250,6 +250,24 @@ func TestACMEServe(t *testing.T) {
 	if got := l.p.Requests() - requests; got != 0 {
 		t.Errorf("a reload with the same names made %d request(s) to the CA", got)
 	}
+	// A removed host is no longer served, nor exported.
+	l.write("www")
+	waitFor(t, "blog removed", func() bool {
+		_, err := tls.Dial("tcp", l.https, &tls.Config{ServerName: "blog.lab.test", RootCAs: l.roots})
+		return err != nil
+	})
+	if m := scrape(t, l.d.adminAddr()); strings.Contains(m, `name="blog.lab.test"`) || !strings.Contains(m, `name="www.lab.test"`) {
+		t.Errorf("expiry metrics after removing blog:\n%s", grep(m, "labgate_cert_expiry"))
+	}
+	// Back again: served from storage, no new order.
+	before := len(l.p.Orders())
+	l.write("www", "blog")
+	if got := l.served("blog"); !got.Equal(blog) {
+		t.Error("blog: a different certificate after being removed and added back")
+	}
+	if got := len(l.p.Orders()) - before; got != 0 {
+		t.Errorf("adding blog back made %d order(s)", got)
+	}
 	l.stop()
 
 	// Restart: a new daemon on the same state_dir.
@@ -337,9 +355,11 @@ func TestACMEDNS01Wildcard(t *testing.T) {
 			t.Errorf("%s: certificate names %v, want the wildcard", h, got)
 		}
 	}
-	if got := l.served("www").DNSNames; len(got) != 1 || got[0] != "www.lab.test" {
-		t.Errorf("www: certificate names %v", got)
-	}
+	// Until its own certificate arrives www may be served the (valid) wildcard.
+	waitFor(t, "www's own certificate", func() bool {
+		got := l.served("www").DNSNames
+		return len(got) == 1 && got[0] == "www.lab.test"
+	})
 	if got := len(l.p.Orders()) - orders; got != 2 {
 		t.Errorf("%d orders, want 2 (the wildcard and www)", got)
 	}
