@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +31,7 @@ type dns01Solver struct {
 	resolvers []string // host:port asked whether the value is visible
 	interval  time.Duration
 	timeout   time.Duration
+	authPort  string // port of the authoritative servers; "" is 53
 }
 
 func (s *dns01Solver) Present(ctx context.Context, chal acme.Challenge) error {
@@ -41,8 +41,11 @@ func (s *dns01Solver) Present(ctx context.Context, chal acme.Challenge) error {
 	return nil
 }
 
-// Wait returns once every resolver answers the challenge's value at its
-// name (the CA will look there too), or fails after the timeout.
+// Wait returns once the challenge's value is visible where the CA will
+// look, or fails after the timeout. Like certmagic, it asks the zone's
+// authoritative servers (found through the resolvers: SOA, then NS), so a
+// recursive resolver's cached "no such name" does not hold it up; when the
+// zone's servers cannot be found that way it asks the resolvers themselves.
 func (s *dns01Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	name, want := dns.Fqdn(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization()
 	resolvers := s.resolvers
@@ -57,11 +60,15 @@ func (s *dns01Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	servers, recursive := s.authoritative(ctx, name, resolvers), false
+	if len(servers) == 0 {
+		servers, recursive = resolvers, true
+	}
 	var lastErr error
 	for {
 		lastErr = nil
-		for _, r := range resolvers {
-			ok, err := hasTXT(ctx, r, name, want)
+		for _, r := range servers {
+			ok, err := hasTXT(ctx, r, name, want, recursive)
 			if err == nil && !ok {
 				err = fmt.Errorf("%s does not show the new value yet", r)
 			}
@@ -81,6 +88,86 @@ func (s *dns01Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	}
 }
 
+// authoritative returns host:port of the authoritative servers of name's
+// zone, asking resolvers, or nil when they cannot be found.
+func (s *dns01Solver) authoritative(ctx context.Context, name string, resolvers []string) []string {
+	port := s.authPort
+	if port == "" {
+		port = "53"
+	}
+	zone := ""
+	for _, i := range dns.Split(name) {
+		if in, err := query(ctx, resolvers, name[i:], dns.TypeSOA); err == nil && in.Rcode == dns.RcodeSuccess {
+			for _, rr := range in.Answer {
+				if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, name[i:]) {
+					zone = name[i:]
+				}
+			}
+		}
+		if zone != "" {
+			break
+		}
+	}
+	if zone == "" {
+		return nil
+	}
+	in, err := query(ctx, resolvers, zone, dns.TypeNS)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range in.Answer {
+		ns, ok := rr.(*dns.NS)
+		if !ok {
+			continue
+		}
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			a, err := query(ctx, resolvers, ns.Ns, t)
+			if err != nil {
+				continue
+			}
+			for _, rr := range a.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					out = append(out, net.JoinHostPort(rr.A.String(), port))
+				case *dns.AAAA:
+					out = append(out, net.JoinHostPort(rr.AAAA.String(), port))
+				}
+			}
+			if len(out) > 0 {
+				break // one address per server is enough
+			}
+		}
+	}
+	return out
+}
+
+// query asks the resolvers in turn for name/qtype, recursively.
+func query(ctx context.Context, resolvers []string, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	var lastErr error
+	for _, r := range resolvers {
+		in, err := exchange(ctx, m, r)
+		if err == nil {
+			return in, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// exchange sends m to server over UDP, and over TCP after a truncated answer.
+func exchange(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
+	c := &dns.Client{Timeout: 5 * time.Second}
+	in, _, err := c.ExchangeContext(ctx, m, server)
+	if err == nil && in.Truncated {
+		c.Net = "tcp"
+		in, _, err = c.ExchangeContext(ctx, m, server)
+	}
+	return in, err
+}
+
 func (s *dns01Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	// Cleanup runs also when ctx was cancelled: give it its own time.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -91,18 +178,12 @@ func (s *dns01Solver) CleanUp(ctx context.Context, chal acme.Challenge) error {
 	return nil
 }
 
-// hasTXT asks server whether name has the TXT value want (over TCP after a
-// truncated UDP answer).
-func hasTXT(ctx context.Context, server, name, want string) (bool, error) {
+// hasTXT asks server whether name has the TXT value want.
+func hasTXT(ctx context.Context, server, name, want string, recursive bool) (bool, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeTXT)
-	m.RecursionDesired = true
-	c := &dns.Client{Timeout: 5 * time.Second}
-	in, _, err := c.ExchangeContext(ctx, m, server)
-	if err == nil && in.Truncated {
-		c.Net = "tcp"
-		in, _, err = c.ExchangeContext(ctx, m, server)
-	}
+	m.RecursionDesired = recursive
+	in, err := exchange(ctx, m, server)
 	if err != nil {
 		return false, err
 	}
@@ -110,7 +191,7 @@ func hasTXT(ctx context.Context, server, name, want string) (bool, error) {
 		return false, fmt.Errorf("%s answered %s for %s TXT", server, dns.RcodeToString[in.Rcode], name)
 	}
 	for _, rr := range in.Answer {
-		if txt, ok := rr.(*dns.TXT); ok && strings.EqualFold(txt.Hdr.Name, name) && slices.Contains([]string{strings.Join(txt.Txt, "")}, want) {
+		if txt, ok := rr.(*dns.TXT); ok && strings.EqualFold(txt.Hdr.Name, name) && strings.Join(txt.Txt, "") == want {
 			return true, nil
 		}
 	}
