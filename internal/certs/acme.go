@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,14 +51,14 @@ type ACMEOptions struct {
 	// propagated; empty uses /etc/resolv.conf.
 	Resolvers []string
 
-	// HTTPChallengeAddr is the bound address of a plain HTTP listener that
-	// passes requests through [ACME.HTTPHandler]; "" disables HTTP-01. The
-	// CA itself always connects to port 80 (the relay forwards it).
-	HTTPChallengeAddr string
-	// TLSALPNChallengeAddr is the bound address of a TLS listener served
-	// by this source with [ACMETLS1] in its NextProtos; "" disables
-	// TLS-ALPN-01. The CA always connects to port 443.
-	TLSALPNChallengeAddr string
+	// HTTP01 enables the HTTP-01 challenge (when DNS is nil): the CA
+	// connects to port 80 of the name, which must reach a plain HTTP
+	// listener whose handler is wrapped by [ACME.HTTPHandler].
+	HTTP01 bool
+	// TLSALPN01 enables the TLS-ALPN-01 challenge (when DNS is nil): the
+	// CA connects to port 443 of the name, which must reach a TLS listener
+	// served by this source with [ACMETLS1] in its NextProtos.
+	TLSALPN01 bool
 
 	// Log receives certmagic's log lines (nil discards them).
 	Log *slog.Logger
@@ -115,6 +116,8 @@ type ACME struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	decoy net.Listener // see NewACME
 
 	mu      sync.Mutex
 	managed map[string]bool
@@ -177,24 +180,35 @@ func NewACME(opts ACMEOptions) (*ACME, error) {
 		Email:                   opts.Email,
 		Agreed:                  true,
 		TrustedRoots:            roots,
-		DisableHTTPChallenge:    opts.HTTPChallengeAddr == "",
-		DisableTLSALPNChallenge: opts.TLSALPNChallengeAddr == "",
+		DisableHTTPChallenge:    !opts.HTTP01,
+		DisableTLSALPNChallenge: !opts.TLSALPN01,
 		CertObtainTimeout:       90 * time.Second,
 		Logger:                  zl,
 		HTTPProxy:               http.ProxyFromEnvironment,
 	}
-	// certmagic starts its own challenge server on HTTP-01 and TLS-ALPN-01
-	// addresses unless something listens there already: point it at
-	// labgate's own listeners, which answer the challenges.
-	if host, port, ok := splitAddr(opts.HTTPChallengeAddr); ok {
-		iss.ListenHost, iss.AltHTTPPort = host, port
-	}
-	if host, port, ok := splitAddr(opts.TLSALPNChallengeAddr); ok {
-		if iss.ListenHost == "" || iss.ListenHost == host {
-			iss.ListenHost, iss.AltTLSALPNPort = host, port
-		} else {
-			iss.DisableTLSALPNChallenge = true
+	// certmagic starts a challenge server of its own on the challenge
+	// port unless something already listens there (it binds, and on
+	// "address in use" dials to check). labgate's listeners answer the
+	// challenges, so certmagic is pointed at a loopback socket kept for
+	// that purpose: it binds nothing, and probes none of the gateway's
+	// listeners (a public one would log a refused connection without PROXY).
+	if opts.DNS == nil && (opts.HTTP01 || opts.TLSALPN01) {
+		decoy, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("certs: %w", err)
 		}
+		a.decoy = decoy
+		go func() {
+			for {
+				c, err := decoy.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		port := decoy.Addr().(*net.TCPAddr).Port
+		iss.ListenHost, iss.AltHTTPPort, iss.AltTLSALPNPort = "127.0.0.1", port, port
 	}
 	if opts.DNS != nil {
 		iss.DNS01Solver = &dns01Solver{dns: opts.DNS, resolvers: opts.Resolvers, interval: time.Second, timeout: 2 * time.Minute}
@@ -260,6 +274,9 @@ func (a *ACME) Close() {
 	a.closeOnce.Do(func() {
 		a.cancel()
 		a.cache.Stop()
+		if a.decoy != nil {
+			a.decoy.Close()
+		}
 	})
 }
 

@@ -80,10 +80,10 @@ func newACMEEnv(t *testing.T, p *testacme.Pebble, stateDir string, ch challenge,
 		},
 	}
 	if ch&(http01|unanswered) != 0 {
-		o.HTTPChallengeAddr = httpLn.Addr().String()
+		o.HTTP01 = true
 	}
 	if ch&tlsALPN01 != 0 {
-		o.TLSALPNChallengeAddr = e.tlsAddr
+		o.TLSALPN01 = true
 	}
 	if ch&dns01 != 0 {
 		o.DNS, o.Resolvers = p, []string{p.DNS}

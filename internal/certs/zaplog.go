@@ -3,8 +3,6 @@ package certs
 import (
 	"context"
 	"log/slog"
-	"net"
-	"strconv"
 
 	"go.uber.org/zap/zapcore"
 )
@@ -67,20 +65,4 @@ func slogLevel(l zapcore.Level) slog.Level {
 	default:
 		return slog.LevelDebug
 	}
-}
-
-// splitAddr splits a bound host:port.
-func splitAddr(addr string) (string, int, bool) {
-	if addr == "" {
-		return "", 0, false
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, false
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p == 0 {
-		return "", 0, false
-	}
-	return host, p, true
 }

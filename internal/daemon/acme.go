@@ -23,7 +23,7 @@ type acmeKey struct {
 	StateDir, Email, Directory string
 	CARoots, Resolvers         []string
 	DNS                        config.DNSProvider
-	HTTPAddr, TLSAddr          string
+	HTTP01, TLSALPN01          bool
 }
 
 // checkACME is what check and serve refuse in the tls.acme section, beyond
@@ -81,14 +81,14 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 	if cfg.DNS.Provider != nil {
 		key.DNS = *cfg.DNS.Provider
 	} else {
-		key.HTTPAddr, key.TLSAddr = challengeAddrs(g)
+		key.HTTP01, key.TLSALPN01 = challenges(g)
 	}
 	if cur := d.cur; cur != nil && cur.acme != nil && reflect.DeepEqual(cur.acme.key, key) {
 		g.acme = cur.acme
 	} else {
 		opts := certs.ACMEOptions{
 			StateDir: key.StateDir, Email: key.Email, Directory: key.Directory, CARoots: key.CARoots,
-			Resolvers: key.Resolvers, HTTPChallengeAddr: key.HTTPAddr, TLSALPNChallengeAddr: key.TLSAddr,
+			Resolvers: key.Resolvers, HTTP01: key.HTTP01, TLSALPN01: key.TLSALPN01,
 			Log: d.log, Metrics: d.certm, OnEvent: d.opts.CertEvents, RenewCheckInterval: d.opts.RenewCheckInterval,
 		}
 		if cfg.DNS.Provider != nil {
@@ -117,44 +117,30 @@ func challengesOf(k acmeKey) []string {
 		return []string{"dns-01"}
 	}
 	var out []string
-	if k.HTTPAddr != "" {
+	if k.HTTP01 {
 		out = append(out, "http-01")
 	}
-	if k.TLSAddr != "" {
+	if k.TLSALPN01 {
 		out = append(out, "tls-alpn-01")
 	}
 	return out
 }
 
-// challengeAddrs picks the bound listeners that answer HTTP-01 and
-// TLS-ALPN-01: the public ones (the relay forwards the CA's connections to
-// ports 80 and 443 there), else the private ones.
-func challengeAddrs(g *generation) (httpAddr, tlsAddr string) {
-	var pubHTTP, privHTTP, pubTLS, privTLS string
+// challenges says which challenges g's listeners can answer: HTTP-01 on
+// a plain HTTP listener, TLS-ALPN-01 on an HTTPS one (the relay forwards
+// the CA's connections to ports 80 and 443 to the public ones).
+func challenges(g *generation) (http01, tlsALPN01 bool) {
 	for _, s := range g.servers {
 		if s.class == nil {
 			continue
 		}
-		a := s.ln.Addr().String()
-		switch {
-		case *s.class == config.Public && !s.tls && pubHTTP == "":
-			pubHTTP = a
-		case *s.class == config.Private && !s.tls && privHTTP == "":
-			privHTTP = a
-		case *s.class == config.Public && s.tls && pubTLS == "":
-			pubTLS = a
-		case *s.class == config.Private && s.tls && privTLS == "":
-			privTLS = a
+		if s.tls {
+			tlsALPN01 = true
+		} else {
+			http01 = true
 		}
 	}
-	return cmpOr(pubHTTP, privHTTP), cmpOr(pubTLS, privTLS)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return http01, tlsALPN01
 }
 
 // acmeHTTP wraps a plain HTTP listener's handler: ACME HTTP-01 challenges

@@ -339,6 +339,10 @@ func TestACMEChallengesThroughGateway(t *testing.T) {
 				if !strings.Contains(l.logs.String(), "challenge=tls-alpn-01") && !strings.Contains(l.p.Log(), "validate w/ HTTP: http://www.lab.test") {
 					t.Error("neither challenge was answered")
 				}
+				// Nothing but the relay connected to the public listeners.
+				if strings.Contains(l.logs.String(), `msg="connection refused"`) {
+					t.Errorf("a connection without PROXY header reached a public listener:\n%s", grep(l.logs.String(), `msg="connection refused"`))
+				}
 			}
 		})
 	}
