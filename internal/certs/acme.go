@@ -195,6 +195,8 @@ func NewACME(opts ACMEOptions) (*ACME, error) {
 	if opts.DNS == nil && (opts.HTTP01 || opts.TLSALPN01) {
 		decoy, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
+			a.cancel()
+			a.cache.Stop()
 			return nil, fmt.Errorf("certs: %w", err)
 		}
 		a.decoy = decoy
