@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -33,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,16 +142,23 @@ func start(bin, chall string, opts Options) (p *Pebble, err error) {
 	p.CAFile = caFile
 	p.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
-	ports := make([]int, 7)
+	ports := make([]int, 5)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
 	}
 	listen, mgmt := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	p.HTTPPort, p.TLSPort = ports[2], ports[3]
-	p.DNS = fmt.Sprintf("127.0.0.1:%d", ports[4])
-	p.challMgmt = fmt.Sprintf("127.0.0.1:%d", ports[5])
+	// Tests bind these two again and again: outside the ephemeral range, no
+	// outgoing connection of a test running in parallel can be holding them.
+	if p.HTTPPort, err = stablePort(); err != nil {
+		return nil, err
+	}
+	if p.TLSPort, err = stablePort(); err != nil {
+		return nil, err
+	}
+	p.DNS = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	p.challMgmt = fmt.Sprintf("127.0.0.1:%d", ports[3])
 	p.mgmt = mgmt
 
 	if err := p.run(nil, chall,
@@ -166,9 +175,9 @@ func start(bin, chall string, opts Options) (p *Pebble, err error) {
 		"privateKey":              keyFile,
 		"httpPort":                p.HTTPPort,
 		"tlsPort":                 p.TLSPort,
-		// Certificates name an OCSP responder that does not answer (ports[6]
+		// Certificates name an OCSP responder that does not answer (ports[4]
 		// is free): stapling fails, serving must not.
-		"ocspResponderURL":               fmt.Sprintf("http://127.0.0.1:%d/", ports[6]),
+		"ocspResponderURL":               fmt.Sprintf("http://127.0.0.1:%d/", ports[4]),
 		"externalAccountBindingRequired": false,
 	}
 	if opts.ValidityPeriod > 0 {
@@ -394,6 +403,32 @@ func (p *Pebble) stop() {
 		}
 	}
 	os.RemoveAll(p.dir)
+}
+
+// stablePort returns a free port on 127.0.0.1 below the kernel's
+// ephemeral range, which the kernel never hands to outgoing connections.
+func stablePort() (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low <= 10000 {
+		return freePort()
+	}
+	for range 100 {
+		port := 10000 + mrand.IntN(low-10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return freePort()
 }
 
 func freePort() (int, error) {
