@@ -41,6 +41,7 @@ var allowed = map[string][]string{
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
 	"internal/testnet":    {"internal/testpeer"},
+	"internal/testacme":   {"internal/testpeer"},
 }
 
 func TestImportRules(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := pebbleLab.Run(m) // stops pebble: idle connections to it end
+	ariLab.Stop()
+	if code == 0 {
+		// certmagic keeps process-wide goroutines (rate limiters, job queues).
+		if err := goleak.Find(certmagicGoroutines...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // t0 is the tests' "now".
@@ -291,4 +301,10 @@ func TestTrustHint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// certmagicGoroutines are process-wide goroutines certmagic keeps.
+var certmagicGoroutines = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
+	goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).loop"),
 }

@@ -10,8 +10,10 @@
 //     short-lived leaf certificate issued in memory on first use.
 //   - [Static], fixed certificates (tests, and user-provided certificate
 //     files later).
-//
-// An ACME source (certmagic) will implement the same interface later.
+//   - [ACME], certificates from an ACME CA (Let's Encrypt, or a private
+//     one) obtained and renewed with certmagic, kept in state_dir/acme:
+//     HTTP-01 and TLS-ALPN-01 on the gateway's own listeners, or DNS-01
+//     through a [ChallengeDNS] (wildcards). [PlanACME] is its dry run.
 //
 // A Source only ever serves the names it was built for: an unknown or empty
 // server name fails the handshake instead of signing an arbitrary name.
@@ -19,7 +21,7 @@
 // wildcard matches exactly one label (a.example.org, not a.b.example.org or
 // example.org).
 //
-// This package imports nothing else from labgate.
+// This package imports nothing else from labgate. See docs/certificates.md.
 package certs
 
 import (

@@ -96,7 +96,8 @@ type fileTLS struct {
 	// and writes the CA's root to state_dir/ca/root.crt for your devices to trust.
 	ACME *fileACME `yaml:"acme"`
 	// PrivateWildcard uses one *.domain certificate for all private services, so their
-	// names stay out of Certificate Transparency logs.
+	// names stay out of Certificate Transparency logs. With acme it needs dns.provider:
+	// a wildcard can only be obtained with the DNS-01 challenge.
 	PrivateWildcard bool `yaml:"private_wildcard" default:"false"`
 }
 
@@ -105,7 +106,8 @@ type fileACME struct {
 	Email string `yaml:"email" required:"" example:"me@example.org"`
 	// CA is `letsencrypt`, `letsencrypt-staging` or the URL of an ACME directory.
 	CA string `yaml:"ca" default:"letsencrypt"`
-	// CARoots are PEM files of extra roots to trust for a private ACME server's own HTTPS.
+	// CARoots are PEM files of extra roots to trust, besides the system's, for a private
+	// ACME server's own HTTPS. Your devices still need that CA's root to trust its certificates.
 	CARoots []string `yaml:"ca_roots"`
 }
 

@@ -49,6 +49,15 @@ type Options struct {
 	// OnDNSEvent, if set, is told when DNS reconciliation starts failing,
 	// recovers, or its conflicts change (for alerting).
 	OnDNSEvent func(dns.Event)
+
+	// ChallengeDNS makes the DNS-01 solver for the file's dns.provider
+	// (tls.acme with a provider needs it).
+	ChallengeDNS func(*config.Config) (certs.ChallengeDNS, error)
+	// CertEvents, if set, receives every obtained, renewed or failed ACME certificate.
+	CertEvents func(certs.Event)
+	// RenewCheckInterval is how often ACME certificates are checked for
+	// renewal (0: every 10 minutes).
+	RenewCheckInterval time.Duration
 }
 
 // Daemon runs `labgate serve`.
@@ -62,6 +71,7 @@ type Daemon struct {
 	metrics  *metrics
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
+	certm    *certs.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
 	dns      *dnsRunner // DNS records and the embedded DNS server; outlive generations
 	status   *statusPage
@@ -92,6 +102,7 @@ func New(opts Options) *Daemon {
 	d.metrics = newMetrics(reg, opts.Version)
 	d.gwm = gateway.NewMetrics(reg)
 	d.l4m = l4.NewMetrics(reg)
+	d.certm = certs.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
 	d.dns = newDNSRunner(reg, opts.OnDNSEvent)
 	d.status = newStatusPage(d.speed)
@@ -231,6 +242,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		go func() {
 			defer d.drains.Done()
 			old.drain(cfg.Gateway.Limits.ShutdownGrace, false)
+			releaseACME(old, g)
 		}()
 	}
 	return nil
@@ -248,6 +260,7 @@ func (d *Daemon) stop() {
 	d.status.stop()
 	if g != nil {
 		g.drain(g.cfg.Gateway.Limits.ShutdownGrace, true)
+		releaseACME(g, nil)
 	}
 	d.drains.Wait()
 	if d.access != nil {

@@ -32,6 +32,7 @@ type generation struct {
 	servers []*server
 	raw     []*rawListener // layer-4 listeners
 	log     *slog.Logger
+	acme    *acmeState // nil: certificates from the internal CA
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -51,6 +52,7 @@ type server struct {
 	pipe   *listen.Pipe
 	srv    *http.Server
 	tls    bool
+	class  *config.Class // nil for the admin listener
 	// passthrough, on an HTTPS listener whose class reaches TLS
 	// passthrough services, is the listener as the l4 router knows it:
 	// each connection's ClientHello is read first, to route by SNI.
@@ -60,7 +62,7 @@ type server struct {
 // Check builds what serve would build from cfg, without binding, starting
 // or writing anything: the dry run behind `labgate check`.
 func Check(cfg *config.Config) error {
-	if err := supported(cfg); err != nil {
+	if err := checkACME(cfg); err != nil {
 		return err
 	}
 	if err := l4.Check(cfg); err != nil {
@@ -77,20 +79,12 @@ func Check(cfg *config.Config) error {
 	return nil
 }
 
-// supported refuses what this version of serve cannot do yet.
-func supported(cfg *config.Config) error {
-	if cfg.TLS.ACME != nil {
-		return errors.New("tls.acme: ACME certificates are not available in this version yet; remove tls.acme to use labgate's internal CA")
-	}
-	return nil
-}
-
 func (d *Daemon) build(cfg *config.Config) (*generation, error) {
-	if err := supported(cfg); err != nil {
+	if err := checkACME(cfg); err != nil {
 		return nil, err
 	}
-	var source certs.Source
-	if needsTLS(cfg) {
+	var source certs.Source // set below for ACME, once the listeners are bound
+	if needsTLS(cfg) && cfg.TLS.ACME == nil {
 		ca, err := d.ca(cfg.StateDir)
 		if err != nil {
 			return nil, err
@@ -126,7 +120,10 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		if host := statusHost(cfg); host != "" {
 			h = d.status.wrap(host, h, redirect, httpsPorts(cfg)[class])
 		}
-		s := &server{addr: addr, ln: ln, policy: policy, pipe: listen.NewPipe(ln.Addr()), tls: useTLS}
+		if redirect {
+			h = acmeHTTP(g, h) // outermost: HTTP-01 challenges for every managed name, the status host's too
+		}
+		s := &server{addr: addr, ln: ln, policy: policy, pipe: listen.NewPipe(ln.Addr()), tls: useTLS, class: &class}
 		s.srv = &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: lim.ReadHeaderTimeout,
@@ -135,7 +132,12 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 		}
 		if useTLS {
-			s.srv.TLSConfig = &tls.Config{GetCertificate: source.GetCertificate, MinVersion: tls.VersionTLS12}
+			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return source.GetCertificate(h)
+			}}
+			if cfg.TLS.ACME != nil {
+				s.srv.TLSConfig.NextProtos = []string{"h2", "http/1.1", certs.ACMETLS1}
+			}
 			if router.HasPassthrough(class) {
 				port := 0
 				if _, p, err := net.SplitHostPort(addr); err == nil {
@@ -184,7 +186,12 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		}
 	}
 	errs = append(errs, d.addL4(g, pubPolicy, privPolicy)...)
+	if err := errors.Join(errs...); err == nil && cfg.TLS.ACME != nil && needsTLS(cfg) {
+		source, err = d.acmeSource(g)
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
+		releaseACME(g, d.cur)
 		gw.Close()
 		router.Close()
 		return nil, err
