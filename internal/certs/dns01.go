@@ -45,7 +45,8 @@ func (s *dns01Solver) Present(ctx context.Context, chal acme.Challenge) error {
 // look, or fails after the timeout. Like certmagic, it asks the zone's
 // authoritative servers (found through the resolvers: SOA, then NS), so a
 // recursive resolver's cached "no such name" does not hold it up; when the
-// zone's servers cannot be found that way it asks the resolvers themselves.
+// resolvers are the zone's servers themselves (they answer with authority)
+// or the zone's servers cannot be found, it asks the resolvers.
 func (s *dns01Solver) Wait(ctx context.Context, chal acme.Challenge) error {
 	name, want := dns.Fqdn(chal.DNS01TXTRecordName()), chal.DNS01KeyAuthorization()
 	resolvers := s.resolvers
@@ -111,6 +112,12 @@ func (s *dns01Solver) authoritative(ctx context.Context, name string, resolvers 
 	if zone == "" {
 		return nil
 	}
+	// Resolvers that are themselves the zone's servers (they answer its SOA
+	// with authority: dns.resolvers names the primary) are asked directly,
+	// on their own port, which the NS records cannot say.
+	if own := authoritativeResolvers(ctx, resolvers, zone); len(own) == len(resolvers) {
+		return own
+	}
 	in, err := query(ctx, resolvers, zone, dns.TypeNS)
 	if err != nil {
 		return nil
@@ -136,6 +143,28 @@ func (s *dns01Solver) authoritative(ctx context.Context, name string, resolvers 
 			}
 			if len(out) > 0 {
 				break // one address per server is enough
+			}
+		}
+	}
+	return out
+}
+
+// authoritativeResolvers returns the resolvers that answer zone's SOA with
+// the authoritative flag.
+func authoritativeResolvers(ctx context.Context, resolvers []string, zone string) []string {
+	var out []string
+	for _, r := range resolvers {
+		m := new(dns.Msg)
+		m.SetQuestion(zone, dns.TypeSOA)
+		m.RecursionDesired = false
+		in, err := exchange(ctx, m, r)
+		if err != nil || in.Rcode != dns.RcodeSuccess || !in.Authoritative {
+			continue
+		}
+		for _, rr := range in.Answer {
+			if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, zone) {
+				out = append(out, r)
+				break
 			}
 		}
 	}

@@ -17,6 +17,7 @@ import (
 type zoneServer struct {
 	addr   string
 	nsAddr string
+	aa     bool // answers with authority
 
 	mu  sync.Mutex
 	txt map[string][]string
@@ -41,6 +42,9 @@ func startZoneServer(t *testing.T, ip, nsAddr string) *zoneServer {
 func (z *zoneServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
+	z.mu.Lock()
+	m.Authoritative = z.aa
+	z.mu.Unlock()
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
@@ -99,5 +103,25 @@ func TestDNS01WaitAsksAuthoritative(t *testing.T) {
 	auth.set("_acme-challenge.other.example.", chal2.DNS01KeyAuthorization())
 	if err := noZone.Wait(context.Background(), chal2); err != nil {
 		t.Fatalf("the resolver has the value, yet: %v", err)
+	}
+}
+
+// TestDNS01WaitAsksAuthoritativeResolver: dns.resolvers names the zone's
+// own server on a port of its own (as a lab's primary, or BIND in the
+// tests); its NS record says 127.0.0.1, port 53, where nothing answers.
+// The resolver answers with authority, so it is asked directly.
+func TestDNS01WaitAsksAuthoritativeResolver(t *testing.T) {
+	auth := startZoneServer(t, "127.0.0.1", "127.0.0.1:1")
+	auth.mu.Lock()
+	auth.aa = true
+	auth.mu.Unlock()
+	chal := acme.Challenge{Type: acme.ChallengeTypeDNS01, Identifier: acme.Identifier{Type: "dns", Value: "www.auth.test"}, Token: "tok", KeyAuthorization: "tok.key"}
+	s := &dns01Solver{resolvers: []string{auth.addr}, interval: 10 * time.Millisecond, timeout: 300 * time.Millisecond, authPort: "1"}
+	if err := s.Wait(context.Background(), chal); err == nil {
+		t.Fatal("Wait returned before the value was anywhere")
+	}
+	auth.set("_acme-challenge.www.auth.test.", chal.DNS01KeyAuthorization())
+	if err := s.Wait(context.Background(), chal); err != nil {
+		t.Fatalf("the zone's own server has the value, yet: %v", err)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/dns"
 )
 
 // acmeState is the ACME source a generation serves from, and what it was
@@ -23,6 +25,7 @@ type acmeKey struct {
 	StateDir, Email, Directory string
 	CARoots, Resolvers         []string
 	DNS                        config.DNSProvider
+	Zone                       string // the provider's zone (DNS-01)
 	HTTP01, TLSALPN01          bool
 }
 
@@ -37,6 +40,16 @@ func checkACME(cfg *config.Config) error {
 	for i, f := range a.CARoots {
 		if err := certs.CheckPEMRoots(f); err != nil {
 			errs = append(errs, cfg.Errorf(fmt.Sprintf("tls.acme.ca_roots[%d]", i), "%v", err))
+		}
+	}
+	if cfg.DNS.Provider != nil && cfg.DNS.Zone != "" {
+		// DNS-01 is the only challenge with a provider, and the provider
+		// writes only in its zone.
+		for _, n := range certNames(cfg) {
+			if !inZone(n, cfg.DNS.Zone) {
+				errs = append(errs, cfg.Errorf("dns.provider",
+					"the certificate for %s is obtained with DNS-01 through dns.provider, which can only write records in the zone %s: move the name into the zone, or remove dns.provider (HTTP-01 and TLS-ALPN-01 then prove each name through the gateway)", n, cfg.DNS.Zone))
+			}
 		}
 	}
 	if cfg.DNS.Provider == nil {
@@ -59,6 +72,13 @@ func checkACME(cfg *config.Config) error {
 	return nil
 }
 
+// inZone reports whether name (a wildcard counts as its parent) is zone or below it.
+func inZone(name, zone string) bool {
+	name = strings.TrimSuffix(strings.ToLower(strings.TrimPrefix(name, "*.")), ".")
+	zone = strings.TrimSuffix(strings.ToLower(zone), ".")
+	return name == zone || strings.HasSuffix(name, "."+zone)
+}
+
 // hasPrivateWildcard reports whether certNames folds a private name into *.domain.
 func hasPrivateWildcard(cfg *config.Config) bool {
 	for _, n := range certNames(cfg) {
@@ -79,7 +99,7 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 		CARoots: cfg.TLS.ACME.CARoots, Resolvers: cfg.DNS.Resolvers,
 	}
 	if cfg.DNS.Provider != nil {
-		key.DNS = *cfg.DNS.Provider
+		key.DNS, key.Zone = *cfg.DNS.Provider, cfg.DNS.Zone
 	} else {
 		key.HTTP01, key.TLSALPN01 = challenges(g)
 	}
@@ -92,14 +112,11 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 			Log: d.log, Metrics: d.certm, OnEvent: d.opts.CertEvents, RenewCheckInterval: d.opts.RenewCheckInterval,
 		}
 		if cfg.DNS.Provider != nil {
-			if d.opts.ChallengeDNS == nil {
-				return nil, cfg.Errorf("dns.provider", "DNS-01 through %s is not available in this build; remove dns.provider to use HTTP-01 and TLS-ALPN-01", cfg.DNS.Provider.Type)
-			}
-			dns, err := d.opts.ChallengeDNS(cfg)
+			cd, err := d.challengeDNS(cfg)
 			if err != nil {
 				return nil, err
 			}
-			opts.DNS = dns
+			opts.DNS = cd
 		}
 		a, err := certs.NewACME(opts)
 		if err != nil {
@@ -110,6 +127,23 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 			"challenges", challengesOf(key))
 	}
 	return g.acme.acme.Manage(certNames(cfg)), nil
+}
+
+// challengeDNS returns what writes the DNS-01 records: the file's
+// dns.provider, the same provider (and zone) the DNS records are
+// reconciled through, unless Options.ChallengeDNS replaces it.
+func (d *Daemon) challengeDNS(cfg *config.Config) (certs.ChallengeDNS, error) {
+	if d.opts.ChallengeDNS != nil {
+		return d.opts.ChallengeDNS(cfg)
+	}
+	p, err := dns.NewProvider(cfg, dns.ProviderOptions{
+		HTTPClient: &http.Client{Timeout: 30 * time.Second},
+		Log:        d.log.With("component", "acme-dns"),
+	})
+	if err != nil {
+		return nil, cfg.Errorf("dns.provider", "%v", err)
+	}
+	return p, nil
 }
 
 func challengesOf(k acmeKey) []string {

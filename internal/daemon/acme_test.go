@@ -46,6 +46,7 @@ type acmeLab struct {
 	cancel context.CancelFunc
 	done   chan error
 	events chan certs.Event
+	bind   *testpeer.BIND // bindDNS
 }
 
 type acmeMode int
@@ -55,6 +56,7 @@ const (
 	tlsOnly                          // private https only: TLS-ALPN-01 is the only challenge
 	throughRelay                     // public listeners behind labgate relay on pebble's ports
 	dnsWildcard                      // DNS-01 through challtestsrv, private_wildcard
+	bindDNS                          // dns.provider rfc2136 on a real BIND, pebble validating against it, private_wildcard
 )
 
 func newACMELab(t testing.TB, dir string, hosts ...string) *acmeLab {
@@ -95,6 +97,13 @@ tls:
 		s += "  private_wildcard: true\n"
 		s += fmt.Sprintf("dns:\n  provider: { type: rfc2136, server: \"127.0.0.1:53\", tsig_name: lab, tsig_secret: c2VjcmV0 }\n  resolvers: [%q]\n", l.p.DNS)
 		s += fmt.Sprintf("gateway:\n  private: { https: [%q], allow: [127.0.0.0/8] }\n", l.https)
+	case bindDNS:
+		b := l.bind
+		s += "  private_wildcard: true\n"
+		s += "relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }\n"
+		s += fmt.Sprintf("dns:\n  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }\n  owner: labtest\n  interval: 1h\n  resolvers: [%q]\n",
+			b.Addr, b.KeyName, b.Secret, b.Addr)
+		s += fmt.Sprintf("gateway:\n  private: { https: [%q], allow: [127.0.0.0/8] }\n", l.https)
 	}
 	s += fmt.Sprintf("  admin: %q\n  limits: { shutdown_grace: 1s }\nservices:\n", admin)
 	for _, h := range hosts {
@@ -116,16 +125,19 @@ tls:
 func (l *acmeLab) start() {
 	l.t.Helper()
 	ready := make(chan struct{})
-	l.d = New(Options{
+	opts := Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:  l.file,
 		Stderr: l.logs,
 		Ready:  func(*Daemon) { close(ready) },
-		ChallengeDNS: func(*config.Config) (certs.ChallengeDNS, error) {
-			return l.p, nil // the test's provider: challtestsrv, pebble's DNS server
-		},
 		CertEvents: func(e certs.Event) { l.events <- e },
-	})
+	}
+	if l.mode == dnsWildcard {
+		opts.ChallengeDNS = func(*config.Config) (certs.ChallengeDNS, error) {
+			return l.p, nil // the test's provider: challtestsrv, pebble's DNS server
+		}
+	}
+	l.d = New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan error, 1)
 	go func() { l.done <- l.d.Run(ctx) }()
@@ -174,28 +186,29 @@ func (l *acmeLab) stop() {
 	}
 }
 
+// client connects to the gateway's HTTPS listener whatever the name, and
+// trusts pebble's root only.
+func (l *acmeLab) client() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", l.https)
+		},
+		TLSClientConfig:   &tls.Config{RootCAs: l.roots},
+		DisableKeepAlives: true,
+	}}
+}
+
 // served waits until https://host/ answers 200 through the gateway with a
 // certificate verified against pebble's root, and returns that certificate.
 func (l *acmeLab) served(host string) *x509.Certificate {
 	l.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		var leaf *x509.Certificate
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "tcp", l.https)
-			},
-			TLSClientConfig: &tls.Config{RootCAs: l.roots, VerifyConnection: func(cs tls.ConnectionState) error {
-				leaf = cs.PeerCertificates[0]
-				return nil
-			}},
-			DisableKeepAlives: true,
-		}}
-		resp, err := c.Get("https://" + host + ".lab.test/")
+		resp, err := l.client().Get("https://" + host + ".lab.test/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return leaf
+				return resp.TLS.PeerCertificates[0]
 			}
 			err = fmt.Errorf("status %s", resp.Status)
 		}

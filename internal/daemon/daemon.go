@@ -50,8 +50,8 @@ type Options struct {
 	// recovers, or its conflicts change (for alerting).
 	OnDNSEvent func(dns.Event)
 
-	// ChallengeDNS makes the DNS-01 solver for the file's dns.provider
-	// (tls.acme with a provider needs it).
+	// ChallengeDNS, if set, replaces the file's dns.provider as what writes
+	// the DNS-01 records of tls.acme (tests); nil uses the provider.
 	ChallengeDNS func(*config.Config) (certs.ChallengeDNS, error)
 	// CertEvents, if set, receives every obtained, renewed or failed ACME certificate.
 	CertEvents func(certs.Event)

@@ -1,6 +1,7 @@
 // Package testacme runs a real ACME CA for tests: Let's Encrypt's pebble, with
 // pebble-challtestsrv as its DNS server (every name resolves to 127.0.0.1 and
-// DNS-01 TXT records are set through its management API).
+// DNS-01 TXT records are set through its management API), or with a DNS
+// server of the test's, such as a real BIND ([Options.DNSServer], [Start]).
 //
 // Pebble has no certificate for its own HTTPS, so the package makes a small CA
 // and a localhost certificate for it; clients trust that CA through CAFile.
@@ -52,6 +53,10 @@ type Options struct {
 	// ValidityPeriod of issued certificates, in seconds (pebble 2.10 profiles
 	// only); 0 keeps pebble's default.
 	ValidityPeriod int
+	// DNSServer (host:port) is the DNS server pebble resolves and validates
+	// DNS-01 with, such as a real BIND holding the zone; "" starts
+	// pebble-challtestsrv for it (and SetTXT, DeleteTXT write there).
+	DNSServer string
 }
 
 // Shared starts pebble at most once per package and stops it after the
@@ -87,7 +92,10 @@ func (s *Shared) Pebble(t testing.TB) *Pebble {
 	if bin == "" {
 		bin = testpeer.Need(t, "pebble")
 	}
-	chall := testpeer.Need(t, "pebble-challtestsrv")
+	chall := ""
+	if s.Options.DNSServer == "" {
+		chall = testpeer.Need(t, "pebble-challtestsrv")
+	}
 	s.once.Do(func() { s.p, s.err = start(bin, chall, s.Options) })
 	if s.err != nil {
 		t.Fatalf("starting pebble: %v", s.err)
@@ -95,7 +103,18 @@ func (s *Shared) Pebble(t testing.TB) *Pebble {
 	return s.p
 }
 
-// Pebble is a running pebble with its DNS server.
+// Start starts a pebble of its own for t, stopped at t's cleanup: for a
+// test whose DNS server (Options.DNSServer) lives only as long as the test.
+func Start(t testing.TB, opts Options) *Pebble {
+	t.Helper()
+	s := &Shared{Options: opts}
+	p := s.Pebble(t)
+	t.Cleanup(s.Stop)
+	return p
+}
+
+// Pebble is a running pebble with its DNS server (challtestsrv, or the one
+// given in Options.DNSServer).
 type Pebble struct {
 	// Directory is the ACME directory URL (through the counting proxy).
 	Directory string
@@ -104,7 +123,7 @@ type Pebble struct {
 	// HTTPPort and TLSPort are where pebble validates HTTP-01 and
 	// TLS-ALPN-01 challenges, on 127.0.0.1: a test's listeners bind there.
 	HTTPPort, TLSPort int
-	// DNS is challtestsrv's DNS address (pebble's resolver; resolvers for DNS-01 checks).
+	// DNS is pebble's DNS server: challtestsrv's address, or Options.DNSServer.
 	DNS string
 
 	mgmt      string // pebble's management address
@@ -157,15 +176,20 @@ func start(bin, chall string, opts Options) (p *Pebble, err error) {
 	if p.TLSPort, err = stablePort(); err != nil {
 		return nil, err
 	}
-	p.DNS = fmt.Sprintf("127.0.0.1:%d", ports[2])
-	p.challMgmt = fmt.Sprintf("127.0.0.1:%d", ports[3])
 	p.mgmt = mgmt
-
-	if err := p.run(nil, chall,
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-dns01", p.DNS, "-management", p.challMgmt); err != nil {
-		return nil, err
+	waitFor := []string{listen, mgmt}
+	if opts.DNSServer != "" {
+		p.DNS = opts.DNSServer
+	} else {
+		p.DNS = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		p.challMgmt = fmt.Sprintf("127.0.0.1:%d", ports[3])
+		waitFor = append(waitFor, p.challMgmt)
+		if err := p.run(nil, chall,
+			"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+			"-http01", "", "-https01", "", "-tlsalpn01", "",
+			"-dns01", p.DNS, "-management", p.challMgmt); err != nil {
+			return nil, err
+		}
 	}
 
 	pc := map[string]any{
@@ -192,7 +216,7 @@ func start(bin, chall string, opts Options) (p *Pebble, err error) {
 	if err := p.run(env, bin, "-config", cfgFile, "-dnsserver", p.DNS, "-strict=false"); err != nil {
 		return nil, err
 	}
-	for _, a := range []string{listen, mgmt, p.challMgmt} {
+	for _, a := range waitFor {
 		if err := waitPort(a); err != nil {
 			return nil, err
 		}
@@ -347,6 +371,9 @@ func dotted(s string) string {
 }
 
 func (p *Pebble) challPost(ctx context.Context, path string, body any) error {
+	if p.challMgmt == "" {
+		return fmt.Errorf("testacme: pebble validates against %s, not challtestsrv: write TXT records there", p.DNS)
+	}
 	b, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.challMgmt+path, bytes.NewReader(b))
 	if err != nil {
