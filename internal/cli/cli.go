@@ -34,7 +34,7 @@ func commands() []command {
 		{"serve", "serve [-c FILE]", "run the gateway (without -c: the embedded quickstart)", serve},
 		{"relay", "relay -c FILE", "run the relay on the VPS (or: relay -gateway IP -forward tcp:443=10443 …)", relayCmd},
 		{"check", "check -c FILE", "validate a config file and report every problem", check},
-		{"plan", "plan -c FILE", "print the DNS changes and listeners serve would make, changing nothing", plan},
+		{"plan", "plan -c FILE", "print the DNS changes, certificates and listeners serve would make, changing nothing", plan},
 		{"render", "render k8s -c FILE", "print the lab as Kubernetes manifests (-output ingress|gateway-api, -namespace NS)", renderCmd},
 		{"schema", "schema", "print the JSON Schema of the config file (for editors)", schema},
 		{"docs", "docs config", "print the config reference (docs/config.md)", docs},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/labgate/labgate/internal/config"
@@ -24,6 +25,7 @@ type planSection struct {
 func planSections() []planSection {
 	return []planSection{
 		{"dns", planDNS},
+		{"certificates", planCertificates},
 		{"listeners", planListeners},
 	}
 }
@@ -119,6 +121,48 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// planCertificates prints which certificates serve would obtain from the
+// ACME CA, renew or keep, from what is stored in state_dir: the CA is not
+// contacted.
+func planCertificates(ctx context.Context, cfg *config.Config, w io.Writer) error {
+	entries, err := daemon.PlanCertificates(cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	a := cfg.TLS.ACME
+	switch {
+	case a == nil:
+		fmt.Fprintf(w, "  no tls.acme: certificates come from labgate's internal CA in %s\n", filepath.Join(cfg.StateDir, "ca"))
+		return nil
+	case len(entries) == 0:
+		fmt.Fprintf(w, "  no HTTPS service: no certificate is needed\n")
+		return nil
+	}
+	how := "HTTP-01 or TLS-ALPN-01, answered by the gateway's listeners"
+	if p := cfg.DNS.Provider; p != nil {
+		how = "DNS-01, TXT records written through dns.provider (" + p.Type + ")"
+	}
+	fmt.Fprintf(w, "  ACME %s, %s; stored in %s\n", a.Directory, how, filepath.Join(cfg.StateDir, "acme"))
+	counts := map[string]int{}
+	for _, e := range entries {
+		counts[string(e.Action)]++
+		switch string(e.Action) {
+		case "obtain":
+			line := "  obtain " + e.Name
+			if e.Reason != "" {
+				line += " (" + e.Reason + ")"
+			}
+			fmt.Fprintln(w, line)
+		case "renew":
+			fmt.Fprintf(w, "  renew  %s, expires %s (%s)\n", e.Name, e.Expiry.UTC().Format(time.RFC3339), e.Reason)
+		default:
+			fmt.Fprintf(w, "  ok     %s, expires %s\n", e.Name, e.Expiry.UTC().Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(w, "  %d to obtain, %d to renew, %d ok\n", counts["obtain"], counts["renew"], counts["ok"])
+	return nil
 }
 
 // planListeners prints the sockets serve would open.

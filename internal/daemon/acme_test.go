@@ -126,10 +126,10 @@ func (l *acmeLab) start() {
 	l.t.Helper()
 	ready := make(chan struct{})
 	opts := Options{
-		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
-		Watch:  l.file,
-		Stderr: l.logs,
-		Ready:  func(*Daemon) { close(ready) },
+		Load:       func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Watch:      l.file,
+		Stderr:     l.logs,
+		Ready:      func(*Daemon) { close(ready) },
 		CertEvents: func(e certs.Event) { l.events <- e },
 	}
 	if l.mode == dnsWildcard {
