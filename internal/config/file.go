@@ -117,7 +117,9 @@ type fileDNS struct {
 	// Owner is the ownership id written in ExternalDNS-compatible TXT records; records
 	// owned by anyone else are never changed.
 	Owner string `yaml:"owner" default:"labgate"`
-	// Resolvers are where DNS-01 propagation is checked (host:port).
+	// Resolvers are where DNS-01 propagation is checked (host:port): the zone's authoritative
+	// servers are found through them, or they are asked directly when they are those servers
+	// (a primary on a port of its own). Without it: the servers of /etc/resolv.conf.
 	Resolvers []string `yaml:"resolvers" example:"[1.1.1.1:53]"`
 	// Serve makes labgate answer for the lab's names itself (split DNS for a tailnet or LAN).
 	Serve *fileDNSServe `yaml:"serve"`

@@ -31,7 +31,7 @@ var fieldDocs = map[string]string{
 	"fileDNS.Owner":                         "Owner is the ownership id written in ExternalDNS-compatible TXT records; records owned by anyone else are never changed.",
 	"fileDNS.Ownership":                     "Ownership is where labgate remembers which records it owns: `txt` writes an ExternalDNS-compatible TXT record next to each one (a zone managed by ExternalDNS with the same owner is adopted as is); `file` keeps the list in state_dir/dns-owned.json, for DNS servers that store no TXT records (Pi-hole-like). Records not owned are never changed.",
 	"fileDNS.Provider":                      "Provider of the public zone: records are created, updated and deleted for you.",
-	"fileDNS.Resolvers":                     "Resolvers are where DNS-01 propagation is checked (host:port).",
+	"fileDNS.Resolvers":                     "Resolvers are where DNS-01 propagation is checked (host:port): the zone's authoritative servers are found through them, or they are asked directly when they are those servers (a primary on a port of its own). Without it: the servers of /etc/resolv.conf.",
 	"fileDNS.Serve":                         "Serve makes labgate answer for the lab's names itself (split DNS for a tailnet or LAN).",
 	"fileDNS.TTL":                           "TTL of the records labgate writes, in seconds.",
 	"fileDNS.Zone":                          "Zone is the DNS zone labgate manages records in; host names outside it are left alone (and listed by `labgate plan`). Empty: the domain.",
