@@ -70,7 +70,10 @@ func seed(t *testing.T, dir string) {
 		lat := time.Duration(8+tm.Hour()%6) * time.Millisecond
 		smps = append(smps, history.Sample{Service: "www", Time: tm, State: history.Up, Latency: lat})
 		vw := history.Up
-		if d := int(ago.Hours() / 24); (d == 12 || d == 47) && tm.Hour() < 2 {
+		// Outages from 00:00 to 02:00 UTC, 12 and 47 calendar days ago: each
+		// falls on one day's bar whatever the time of day the test runs.
+		today := now.UTC().Truncate(24 * time.Hour)
+		if d := int(today.Sub(tm.UTC().Truncate(24*time.Hour)).Hours() / 24); (d == 12 || d == 47) && tm.UTC().Hour() < 2 {
 			vw = history.Down
 		}
 		smps = append(smps, history.Sample{Service: "vaultwarden", Time: tm, State: vw, Latency: 2 * lat})
