@@ -27,6 +27,8 @@ var allowed = map[string][]string{
 	"internal/listen":     {"internal/proxyproto"},
 	"internal/relay":      {"internal/proxyproto", "internal/tlspeek"},
 	"internal/gateway":    {"internal/config"},
+	"internal/health":     {"internal/config"},
+	"internal/alert":      {"internal/config", "internal/health"},
 	"internal/gateway/l4": {"internal/config", "internal/proxyproto"},
 	"internal/certs":      {},
 	"internal/proxyproto": {},
