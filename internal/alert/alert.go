@@ -46,7 +46,7 @@ const CauseRelay = "relay"
 type Problem struct {
 	Cause     string       `json:"cause"`
 	Service   string       `json:"service,omitempty"` // "" when it is no one service's
-	State     health.State `json:"state"`            // Down or Degraded
+	State     health.State `json:"state"`             // Down or Degraded
 	Title     string       `json:"title"`
 	Detail    string       `json:"detail,omitempty"`
 	Services  []string     `json:"services,omitempty"` // the services it affects

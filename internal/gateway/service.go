@@ -32,7 +32,7 @@ type service struct {
 	next        atomic.Uint32 // round-robin position
 	files       http.Handler  // static services
 	echo        bool
-	passthrough bool // TLS goes to the backend undecrypted; HTTP only redirects
+	passthrough bool                            // TLS goes to the backend undecrypted; HTTP only redirects
 	observe     func(code int, d time.Duration) // passive health; nil: none
 }
 

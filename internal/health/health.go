@@ -179,12 +179,12 @@ type Monitor struct {
 	metrics *metrics
 	passive *Passive
 
-	mu       sync.Mutex
-	ctx      context.Context // set by Run
-	wg       sync.WaitGroup
-	targets  map[string]*running
-	order    []string // service names, config order
-	services map[string]*serviceState
+	mu         sync.Mutex
+	ctx        context.Context // set by Run
+	wg         sync.WaitGroup
+	targets    map[string]*running
+	order      []string // service names, config order
+	services   map[string]*serviceState
 	relay      *running
 	relayState State      // as last seen by recompute
 	relayMu    sync.Mutex // one relay probe at a time
