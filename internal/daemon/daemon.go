@@ -59,6 +59,7 @@ type Daemon struct {
 	gwm      *gateway.Metrics
 	l4m      *l4.Metrics
 	speed    *relayPath // measures the relay path; outlives generations
+	checks   *checks    // health monitor and alerts; outlive generations (health.go)
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -97,6 +98,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.setupLogging(cfg)
 	d.registry = listen.NewRegistry(d.log)
 	defer d.registry.Close()
+	d.startChecks(ctx)
+	defer d.stopChecks()
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
@@ -186,6 +189,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.metrics.reloadTime.SetToCurrentTime()
 	d.metrics.generation.Set(float64(d.gens))
 	d.speed.update(cfg, d.log)
+	d.updateChecks(cfg)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}

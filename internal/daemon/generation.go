@@ -103,6 +103,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		Access:    d.accessLogger(cfg),
 		Metrics:   d.gwm,
 		HTTPSPort: httpsPorts(cfg),
+		Observe:   d.observe(),
 	})
 	if err != nil {
 		router.Close()
