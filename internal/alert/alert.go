@@ -125,6 +125,10 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 				notify(Firing, &inc)
 			}
 		case !inc.Notified:
+			if p.Cause == CauseRelay {
+				p.Services = union(inc.Problem.Services, p.Services)
+				p.Title = relayTitle(p.Services)
+			}
 			inc.Problem = p
 			waited := p.Cause != CauseRelay || now.Sub(inc.Started) >= s.GroupWait
 			if !held && waited {
@@ -132,6 +136,13 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 				notify(Firing, &inc)
 			}
 		default:
+			if p.Cause == CauseRelay {
+				// A group only grows while it lasts: services coming back
+				// one by one are the end of the incident, told by its
+				// resolution, not by updates.
+				p.Services = union(inc.Problem.Services, p.Services)
+				p.Title = relayTitle(p.Services)
+			}
 			changed := inc.Problem.State != p.State || inc.Problem.Title != p.Title || !slices.Equal(inc.Problem.Services, p.Services)
 			inc.Problem = p
 			switch {
@@ -158,6 +169,20 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 		}
 	}
 	return next, notices
+}
+
+// union is the sorted union of a and b.
+func union(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func relayTitle(services []string) string {
+	if len(services) == 0 {
+		return "relay path broken"
+	}
+	return "relay path broken: cuts off " + strings.Join(services, ", ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -223,10 +248,8 @@ func (r routing) problems(snap health.Snapshot) (map[string]Problem, map[string]
 		if snap.Relay != nil && snap.Relay.Last != nil {
 			detail = snap.Relay.Last.Error
 		}
-		title := "relay path broken"
-		if len(cutOff) > 0 {
-			title += ": cuts off " + strings.Join(cutOff, ", ")
-		}
+		slices.Sort(cutOff)
+		title := relayTitle(cutOff)
 		receivers = append(receivers, r.notify...)
 		slices.Sort(receivers)
 		problems[CauseRelay] = Problem{Cause: CauseRelay, State: health.Down, Title: title, Detail: detail,

@@ -136,8 +136,8 @@ services:
 			Last: &health.Result{State: health.Down, Error: "connection refused"}},
 	}
 	problems, unknown := newRouting(cfg).problems(snap)
-	want := map[string]Problem{CauseRelay: {Cause: CauseRelay, State: health.Down, Title: "relay path broken: cuts off www, blog, wiki",
-		Detail: "connection refused", Services: []string{"www", "blog", "wiki"}, Receivers: []string{"a", "b", "ops"}}}
+	want := map[string]Problem{CauseRelay: {Cause: CauseRelay, State: health.Down, Title: "relay path broken: cuts off blog, wiki, www",
+		Detail: "connection refused", Services: []string{"blog", "wiki", "www"}, Receivers: []string{"a", "b", "ops"}}}
 	if diff := cmp.Diff(want, problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}

@@ -86,7 +86,7 @@ type Options struct {
 	// service cut off; 0: 10s. Negative: no wait.
 	GroupWait time.Duration
 	// Evaluate is how often incidents are looked at without news (reminders,
-	// the end of maintenance windows, group waits); 0: 15s.
+	// the end of maintenance windows, group waits); 0: 5s.
 	Evaluate time.Duration
 	// MaxAge drops a delivery still failing after this long; 0: 72h.
 	MaxAge time.Duration
@@ -128,7 +128,7 @@ func Open(opts Options) (*Manager, error) {
 		opts.GroupWait = 10 * time.Second
 	}
 	if opts.Evaluate <= 0 {
-		opts.Evaluate = 15 * time.Second
+		opts.Evaluate = 5 * time.Second
 	}
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = 72 * time.Hour

@@ -332,7 +332,8 @@ type fileCheck struct {
 	// checks), the first tcp port's backend (tcp).
 	Address string `yaml:"address" example:"192.168.1.30:25"`
 	// MinDaysLeft is the fewest days a tls check accepts before the certificate expires;
-	// below it the service is degraded. Also applied to https:// http checks.
+	// below it the service is degraded. Also applied to https:// http checks. A short-lived
+	// certificate is only late with less than a third of its lifetime left.
 	MinDaysLeft int `yaml:"min_days_left" default:"14"`
 	// Host resolved by a dns check; defaults to the service's first host.
 	Host string `yaml:"host"`

@@ -45,6 +45,9 @@ type Options struct {
 	Version string
 	// Ready, if set, is called with the daemon once the first generation serves.
 	Ready func(*Daemon)
+	// OutsideDial, if set, connects the outside health checks (host:port of
+	// the public path) instead of resolving the names with dns.resolvers.
+	OutsideDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Daemon runs `labgate serve`.

@@ -76,7 +76,7 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	case mgr != nil && dir != c.dir:
 		d.log.Warn("state_dir changed: the alert state stays where it is until a restart", "alerts", c.dir)
 	}
-	targets, err := health.Targets(cfg, health.Env{OutsideTLS: d.outsideTLS(cfg)})
+	targets, err := health.Targets(cfg, health.Env{OutsideTLS: d.outsideTLS(cfg), OutsideDial: d.opts.OutsideDial})
 	if err != nil {
 		d.log.Error("some health checks cannot run", "error", err)
 	}

@@ -197,7 +197,10 @@ func daysLeft(cert *x509.Certificate, minDays int, now time.Time) error {
 	if left <= 0 {
 		return fmt.Errorf("certificate expired on %s", cert.NotAfter.UTC().Format(time.DateOnly))
 	}
-	if minDays > 0 && left < time.Duration(minDays)*24*time.Hour {
+	// A short-lived certificate (an internal CA's week, a 6-day ACME
+	// profile) is only late when less than a third of its life is left.
+	limit := min(time.Duration(minDays)*24*time.Hour, cert.NotAfter.Sub(cert.NotBefore)/3)
+	if minDays > 0 && left < limit {
 		return &Warning{Msg: fmt.Sprintf("certificate expires in %d days (%s; min_days_left %d)", int(left.Hours()/24), cert.NotAfter.UTC().Format(time.DateOnly), minDays)}
 	}
 	return nil

@@ -112,6 +112,10 @@ type CheckStatus struct {
 	Last      *Result   `json:"last,omitempty"` // nil before the first run
 	Failures  int       `json:"failures"`       // failed runs in a row
 	Successes int       `json:"successes"`      // passing runs in a row
+	// FailingSince is when the current run of failures began (zero after a pass).
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// LastFailure is when the check last failed.
+	LastFailure time.Time `json:"last_failure,omitzero"`
 }
 
 // ServiceStatus is a service's state, derived from its checks and traffic.
@@ -356,10 +360,11 @@ func (m *Monitor) runOnce(ctx context.Context, r *running) {
 	if ctx.Err() != nil {
 		return // stopping or replaced: the result says nothing of the service
 	}
-	if res.State == Down && r.t.Scope == Outside && r.t.Service != "" {
+	if r.t.Scope == Outside && r.t.Service != "" {
 		// Before blaming the service, look at the relay path now: when it
-		// is broken, every public service fails for that one cause.
-		m.refreshRelay(ctx, res.Time)
+		// is broken, every public service fails for that one cause. And a
+		// passing outside check is news that the path may work again.
+		m.refreshRelay(ctx, res.Time, res.State == Down)
 	}
 	m.record(r, res)
 }
@@ -381,15 +386,17 @@ func (m *Monitor) probe(ctx context.Context, t Target) Result {
 	return res
 }
 
-// refreshRelay runs the relay path's check unless it ran after since.
-func (m *Monitor) refreshRelay(ctx context.Context, since time.Time) {
+// refreshRelay runs the relay path's check unless it ran after since: on
+// an outside failure, or on an outside pass while the relay path fails.
+func (m *Monitor) refreshRelay(ctx context.Context, since time.Time, failed bool) {
 	m.relayMu.Lock()
 	defer m.relayMu.Unlock()
 	m.mu.Lock()
 	r := m.relay
 	fresh := r != nil && r.status.Last != nil && !r.status.Last.Time.Before(since)
+	failing := r != nil && r.status.Last != nil && r.status.Last.State == Down
 	m.mu.Unlock()
-	if r == nil || fresh {
+	if r == nil || fresh || !failed && !failing {
 		return
 	}
 	res := m.probe(ctx, r.t)
@@ -411,12 +418,17 @@ func (m *Monitor) record(r *running, res Result) {
 	if res.State == Down {
 		st.Failures++
 		st.Successes = 0
+		st.LastFailure = res.Time
+		if st.Failures == 1 {
+			st.FailingSince = res.Time
+		}
 		if st.State != Down && st.Failures >= r.t.Failures {
 			st.State = Down
 		}
 	} else {
 		st.Successes++
 		st.Failures = 0
+		st.FailingSince = time.Time{}
 		if st.State != Down || st.Successes >= r.t.Successes {
 			st.State = res.State
 		}
@@ -501,8 +513,14 @@ func derive(targets []*running, relay *CheckStatus, tr Traffic) (State, string, 
 		if !insideKnown {
 			state = Down // nothing says the service itself works
 		}
-		if relay != nil && relay.Last != nil && relay.Last.State == Down {
-			return state, CauseRelay, "relay path broken: " + relay.Last.Error
+		// The relay path failed while this check was failing: that is the
+		// cause, until this check passes again.
+		if relay != nil && !relay.LastFailure.IsZero() && !relay.LastFailure.Before(c.FailingSince) {
+			why := "relay path broken"
+			if relay.Last != nil && relay.Last.State == Down {
+				why += ": " + relay.Last.Error
+			}
+			return state, CauseRelay, why
 		}
 		if insideKnown {
 			return state, CauseExposure, "exposure broken, inside checks pass: " + describe(c)
