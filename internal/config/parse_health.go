@@ -173,7 +173,7 @@ func (b *builder) check(p string, f *fileCheck, h *fileHealth, s *Service) Check
 		MinDaysLeft: f.MinDaysLeft, Host: f.Host}
 	only := func(key string, set bool, types ...string) {
 		if set && !slices.Contains(types, f.Type) {
-			b.fail(p+"."+key, "not for a %s check (only %s)", f.Type, strings.Join(types, ", "))
+			b.fail(p+"."+key, "only for %s checks, not %s", strings.Join(types, " and "), f.Type)
 		}
 	}
 	only("path", f.Path != "", "http")

@@ -114,8 +114,9 @@ type CheckStatus struct {
 	Successes int       `json:"successes"`      // passing runs in a row
 	// FailingSince is when the current run of failures began (zero after a pass).
 	FailingSince time.Time `json:"failing_since,omitzero"`
-	// LastFailure is when the check last failed.
+	// LastFailure is when the check last failed, and LastError how.
 	LastFailure time.Time `json:"last_failure,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
 }
 
 // ServiceStatus is a service's state, derived from its checks and traffic.
@@ -418,7 +419,7 @@ func (m *Monitor) record(r *running, res Result) {
 	if res.State == Down {
 		st.Failures++
 		st.Successes = 0
-		st.LastFailure = res.Time
+		st.LastFailure, st.LastError = res.Time, res.Error
 		if st.Failures == 1 {
 			st.FailingSince = res.Time
 		}
@@ -540,8 +541,8 @@ func derive(targets []*running, relay *CheckStatus, tr Traffic) (State, string, 
 			return Up, "", ""
 		}
 	}
-	if tr.Requests > 0 && tr.Errors == 0 {
-		return Up, "", ""
+	if tr.Requests > 0 {
+		return Up, "", "" // real requests are answered
 	}
 	return Unknown, "", ""
 }
@@ -550,7 +551,10 @@ func byName(a, b *CheckStatus) int { return strings.Compare(a.Check, b.Check) }
 
 func describe(c *CheckStatus) string {
 	msg := "no answer yet"
-	if c.Last != nil && c.Last.Error != "" {
+	switch {
+	case c.State == Down && c.LastError != "":
+		msg = c.LastError // also while passes have not yet brought it back
+	case c.Last != nil && c.Last.Error != "":
 		msg = c.Last.Error
 	}
 	return fmt.Sprintf("%s check %s: %s", c.Scope, c.Check, msg)
