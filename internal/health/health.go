@@ -188,7 +188,8 @@ type Monitor struct {
 	ctx        context.Context // set by Run
 	wg         sync.WaitGroup
 	targets    map[string]*running
-	order      []string // service names, config order
+	byService  map[string][]*running // targets by service ("" for the relay)
+	order      []string              // service names, config order
 	services   map[string]*serviceState
 	relay      *running
 	relayState State      // as last seen by recompute
@@ -202,10 +203,12 @@ type running struct {
 }
 
 type serviceState struct {
-	state  State
-	since  time.Time
-	cause  string
-	reason string
+	state    State
+	since    time.Time
+	cause    string
+	reason   string
+	exported bool  // labgate_service_state was set
+	metric   State // to this
 }
 
 // New returns a Monitor with no targets.
@@ -251,7 +254,9 @@ func (m *Monitor) Update(services []string, targets []Target) {
 	}
 	m.targets = next
 	m.relay = nil
+	m.byService = map[string][]*running{}
 	for _, r := range next {
+		m.byService[r.t.Service] = append(m.byService[r.t.Service], r)
 		if r.t.Service == "" && r.t.Check == RelayCheck {
 			m.relay = r
 		}
@@ -274,7 +279,7 @@ func (m *Monitor) Update(services []string, targets []Target) {
 	}
 	m.order = slices.Clone(services)
 	m.passive.keep(keep)
-	changed := m.recompute()
+	changed := m.recompute("")
 	m.mu.Unlock()
 	if changed && m.opts.OnChange != nil {
 		m.opts.OnChange()
@@ -317,7 +322,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			m.mu.Lock()
-			changed := m.recompute()
+			changed := m.recompute("")
 			m.mu.Unlock()
 			if changed && m.opts.OnChange != nil {
 				m.opts.OnChange()
@@ -439,29 +444,34 @@ func (m *Monitor) record(r *running, res Result) {
 		m.log.Info("check state", "service", res.Service, "check", res.Check, "scope", res.Scope, "state", st.State, "error", res.Error)
 	}
 	m.metrics.observe(res)
-	changed := m.recompute()
+	changed := m.recompute(res.Service)
 	m.mu.Unlock()
 	if changed && m.opts.OnChange != nil {
 		m.opts.OnChange()
 	}
 }
 
-// recompute derives every service's state; m.mu is held. It reports
-// whether a service's state, cause or reason, or the relay's state, changed.
-func (m *Monitor) recompute() bool {
-	byService := map[string][]*running{}
-	for _, r := range m.targets {
-		byService[r.t.Service] = append(byService[r.t.Service], r)
-	}
+// recompute derives the state of service, or of every service when service
+// is "" (the relay path's result concerns them all); m.mu is held. It
+// reports whether a service's state, cause or reason, or the relay's
+// state, changed.
+func (m *Monitor) recompute(service string) bool {
 	var relay *CheckStatus
 	if m.relay != nil {
 		relay = &m.relay.status
 	}
 	changed := false
 	now := m.opts.Now()
-	for _, name := range m.order {
+	names := m.order
+	if service != "" {
+		names = []string{service}
+	}
+	for _, name := range names {
 		s := m.services[name]
-		state, cause, reason := derive(byService[name], relay, m.passive.traffic(name))
+		if s == nil {
+			continue
+		}
+		state, cause, reason := derive(m.byService[name], relay, m.passive.traffic(name))
 		if state != s.state || cause != s.cause || reason != s.reason {
 			changed = true
 			if state != s.state {
@@ -470,7 +480,10 @@ func (m *Monitor) recompute() bool {
 			}
 			s.state, s.cause, s.reason = state, cause, reason
 		}
-		m.metrics.serviceState(name, state)
+		if !s.exported || s.state != s.metric {
+			m.metrics.serviceState(name, s.state)
+			s.exported, s.metric = true, s.state
+		}
 	}
 	relayState := Unknown
 	if relay != nil {
