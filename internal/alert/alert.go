@@ -61,14 +61,17 @@ type Incident struct {
 	Notified   bool      `json:"notified"` // its firing notice went out
 	LastNotice time.Time `json:"last_notice"`
 	Notices    int       `json:"notices"` // notices so far: numbers each message's key
+	// Told are the receivers sent a notice of it: they hear of its end even
+	// if the config no longer routes it to them.
+	Told []string `json:"told,omitempty"`
 }
 
-// Notice is one message about an incident, before it is addressed to
-// receivers.
+// Notice is one message about an incident, and who receives it.
 type Notice struct {
-	Kind     string
-	Incident Incident // as of the notice
-	Time     time.Time
+	Kind      string
+	Incident  Incident // as of the notice
+	Time      time.Time
+	Receivers []string
 }
 
 // Settings are what evaluate needs from the config.
@@ -111,7 +114,12 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 	notify := func(kind string, inc *Incident) {
 		inc.Notices++
 		inc.LastNotice = now
-		notices = append(notices, Notice{Kind: kind, Incident: *inc, Time: now})
+		to := inc.Problem.Receivers
+		if kind != Firing {
+			to = union(inc.Told, to)
+		}
+		inc.Told = union(inc.Told, to)
+		notices = append(notices, Notice{Kind: kind, Incident: *inc, Time: now, Receivers: to})
 	}
 	for _, cause := range sortedKeys(problems) {
 		p := problems[cause]

@@ -75,6 +75,17 @@ func TestEvaluate(t *testing.T) {
 		{"maintenance of another service holds nothing", Settings{Maintenance: []config.Maintenance{{Services: []string{"b"}, Start: t0, End: t0.Add(time.Hour)}}}, []step{
 			{0, []Problem{down("service/a")}, nil, "firing:service/a"},
 		}},
+		{"the end goes to those told of the start", Settings{}, []step{
+			{0, []Problem{down("service/a")}, nil, "firing:service/a>ops"},
+			{time.Minute, []Problem{func() Problem {
+				p := down("service/a")
+				p.State = health.Degraded
+				p.Receivers = []string{"phone"}
+				return p
+			}()}, nil,
+				"update:service/a>ops,phone"},
+			{2 * time.Minute, nil, nil, "resolved:service/a>ops,phone"},
+		}},
 		{"a relay incident waits for its group", Settings{GroupWait: 10 * time.Second}, []step{
 			{0, []Problem{{Cause: CauseRelay, State: health.Down, Title: "relay path broken: cuts off a", Services: []string{"a"}}}, nil, ""},
 			{5 * time.Second, []Problem{relay}, nil, ""},
@@ -101,7 +112,11 @@ func TestEvaluate(t *testing.T) {
 				open, notices = evaluate(t0.Add(s.at), open, problems, unknown, tt.settings, newID)
 				var got []string
 				for _, n := range notices {
-					got = append(got, n.Kind+":"+n.Incident.Problem.Cause)
+					note := n.Kind + ":" + n.Incident.Problem.Cause
+					if strings.Contains(s.want, ">") {
+						note += ">" + strings.Join(n.Receivers, ",")
+					}
+					got = append(got, note)
 				}
 				if g := strings.Join(got, " "); g != s.want {
 					t.Errorf("step %d (+%s): notices %q, want %q", i, s.at, g, s.want)

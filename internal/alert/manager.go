@@ -187,9 +187,14 @@ func (m *Manager) Update(cfg *config.Config) {
 	m.evaluate()
 }
 
-// Observe takes a new health snapshot and acts on what changed.
+// Observe takes a new health snapshot and acts on what changed. A snapshot
+// older than the last one observed (callers race) is ignored.
 func (m *Manager) Observe(snap health.Snapshot) {
 	m.mu.Lock()
+	if m.snap != nil && snap.Time.Before(m.snap.Time) {
+		m.mu.Unlock()
+		return
+	}
 	m.snap = &snap
 	m.mu.Unlock()
 	m.evaluate()
@@ -302,7 +307,7 @@ func (m *Manager) evaluate() {
 		q := tx.Bucket(bucketQueue)
 		for _, n := range notices {
 			msg := message(n)
-			for _, r := range n.Incident.Problem.Receivers {
+			for _, r := range n.Receivers {
 				seq, err := q.NextSequence()
 				if err != nil {
 					return err
@@ -317,7 +322,7 @@ func (m *Manager) evaluate() {
 				}
 				queued++
 			}
-			m.log.Info("alert", "kind", n.Kind, "cause", msg.Cause, "title", msg.Title, "receivers", n.Incident.Problem.Receivers)
+			m.log.Info("alert", "kind", n.Kind, "cause", msg.Cause, "title", msg.Title, "receivers", n.Receivers)
 		}
 		return nil
 	})

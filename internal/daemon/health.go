@@ -80,10 +80,11 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	if err != nil {
 		d.log.Error("some health checks cannot run", "error", err)
 	}
+	c.mon.Update(health.ServiceNames(cfg), targets)
 	if mgr != nil {
 		mgr.Update(cfg)
+		mgr.Observe(c.mon.Snapshot())
 	}
-	c.mon.Update(health.ServiceNames(cfg), targets)
 }
 
 // outsideTLS trusts the system's roots and, when labgate issues its own
