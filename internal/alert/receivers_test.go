@@ -3,6 +3,7 @@ package alert
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -294,6 +295,7 @@ func TestNtfy(t *testing.T) {
 type smtpServer struct {
 	addr       string
 	user, pass string
+	tls        *tls.Config // offers STARTTLS, and wants it before AUTH, when set
 	mu         sync.Mutex
 	mails      []mail
 }
@@ -324,11 +326,12 @@ func newSMTP(t *testing.T, user, pass string) *smtpServer {
 }
 
 func (s *smtpServer) serve(c net.Conn) {
-	defer c.Close()
+	defer func() { c.Close() }()
 	r := bufio.NewReader(c)
 	say := func(line string) { fmt.Fprintf(c, "%s\r\n", line) }
 	say("220 mx.test ESMTP ready")
 	authed := s.user == ""
+	secure := false
 	var m mail
 	for {
 		line, err := r.ReadString('\n')
@@ -341,10 +344,28 @@ func (s *smtpServer) serve(c net.Conn) {
 		case "EHLO":
 			say("250-mx.test greets " + arg)
 			say("250-8BITMIME")
+			if s.tls != nil && !secure {
+				say("250-STARTTLS")
+			}
 			say("250 AUTH PLAIN")
+		case "STARTTLS":
+			if s.tls == nil || secure {
+				say("502 5.5.1 STARTTLS not available")
+				continue
+			}
+			say("220 2.0.0 Ready to start TLS")
+			tc := tls.Server(c, s.tls)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c, r, secure, authed = tc, bufio.NewReader(tc), true, s.user == ""
 		case "HELO":
 			say("250 mx.test")
 		case "AUTH":
+			if s.tls != nil && !secure {
+				say("538 5.7.11 Encryption required for requested authentication mechanism")
+				continue
+			}
 			mech, resp, _ := strings.Cut(arg, " ")
 			b, err := base64.StdEncoding.DecodeString(resp)
 			if strings.ToUpper(mech) != "PLAIN" || err != nil {
@@ -443,6 +464,27 @@ func TestEmail(t *testing.T) {
 		if !strings.Contains(second.data, want) {
 			t.Errorf("second mail lacks %q:\n%s", want, second.data)
 		}
+	}
+}
+
+// STARTTLS when the server offers it, before the password goes out.
+func TestEmailStartTLS(t *testing.T) {
+	certSrv := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate, valid for 127.0.0.1
+	conf := &tls.Config{Certificates: certSrv.TLS.Certificates}
+	roots := certSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	certSrv.Close()
+	s := newSMTP(t, "lab", "pw")
+	s.tls = conf
+	e := &Email{Addr: s.addr, From: "lab@lab.test", To: []string{"me@lab.test"}, Username: "lab", Password: "pw",
+		TLS: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}}
+	m := Message{Key: "labgate-1-1", Kind: Firing, Incident: 1, State: health.Down, Title: "vault is down", Time: time.Now(), Started: time.Now()}
+	if _, err := e.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mails) != 1 || !strings.Contains(s.mails[0].data, "Subject: [labgate] vault is down") {
+		t.Errorf("mails %+v", s.mails)
 	}
 }
 

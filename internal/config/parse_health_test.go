@@ -175,3 +175,27 @@ func TestMaintenanceActive(t *testing.T) {
 		t.Error("Covers")
 	}
 }
+
+// FuzzParseWeekly checks that parseWeekly never panics, and that a window
+// it accepts has a day and a non-empty range, and answers Active.
+func FuzzParseWeekly(f *testing.F) {
+	for _, s := range []string{"sun 03:00-04:30", "mon,thu 22:00-02:00", "fri-mon 00:00-23:59", "sat-sat 1:00-2:00", "x", "sun", "sun 3-4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := parseWeekly(s)
+		if err != nil {
+			return
+		}
+		days := 0
+		for _, d := range w.Days {
+			if d {
+				days++
+			}
+		}
+		if days == 0 || w.From == w.To || w.From < 0 || w.To >= 24*time.Hour {
+			t.Fatalf("parseWeekly(%q) = %+v", s, w)
+		}
+		Maintenance{Weekly: w}.Active(time.Date(2026, 11, 29, 3, 30, 0, 0, time.UTC))
+	})
+}
