@@ -18,6 +18,7 @@ import (
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
+	"github.com/labgate/labgate/internal/health"
 	"github.com/labgate/labgate/internal/listen"
 	"github.com/labgate/labgate/internal/proxyproto"
 	"github.com/labgate/labgate/internal/tlspeek"
@@ -70,6 +71,9 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	gw.Close()
+	if _, err := health.Targets(cfg, health.Env{}); err != nil {
+		return err
+	}
 	return nil
 }
 
