@@ -129,7 +129,33 @@ func (d *Daemon) observe() func(string) func(int, time.Duration) {
 	return d.checks.mon.Passive().For
 }
 
+// RaiseAlert opens an incident for a problem that is no one service's, for
+// alerting.notify: cause names it ("cert/vault.example.org" when a renewal
+// failed, "dns" when a reconcile did), title and detail say what is wrong.
+// Raising it again changes nothing; it lasts, across restarts, until
+// ClearAlert(cause). Without receivers it is only logged.
+func (d *Daemon) RaiseAlert(cause, title, detail string) {
+	a := d.Alerts()
+	if a == nil {
+		d.log.Warn("problem (no alert receivers configured)", "cause", cause, "title", title, "detail", detail)
+		return
+	}
+	if err := a.Raise(cause, title, detail); err != nil {
+		d.log.Error("alert state not saved", "cause", cause, "error", err)
+	}
+}
+
+// ClearAlert resolves what RaiseAlert(cause) opened, if anything.
+func (d *Daemon) ClearAlert(cause string) {
+	if a := d.Alerts(); a != nil {
+		if err := a.Clear(cause); err != nil {
+			d.log.Error("alert state not saved", "cause", cause, "error", err)
+		}
+	}
+}
+
 // Health returns the current health of every service (for the status page).
+// Call it once the daemon is ready (Options.Ready).
 func (d *Daemon) Health() health.Snapshot {
 	if d.checks == nil {
 		return health.Snapshot{Time: time.Now()}

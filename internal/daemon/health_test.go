@@ -225,3 +225,21 @@ func TestPassiveSignals(t *testing.T) {
 		t.Errorf("vault traffic %+v", s.Traffic)
 	}
 }
+
+// A failed certificate renewal or DNS update is alerted to alerting.notify
+// and resolved when the next attempt works.
+func TestRaiseAlert(t *testing.T) {
+	h := newHook(t, "k")
+	l := startLabWith(t, false, fmt.Sprintf("alerts:\n  ops: { webhook: { url: %q, secret: k } }\n", h.srv.URL))
+	l.d.RaiseAlert("cert/www.lab.test", "certificate renewal failed for www.lab.test", "acme: urn:ietf:params:acme:error:rateLimited")
+	l.d.RaiseAlert("cert/www.lab.test", "certificate renewal failed for www.lab.test", "acme: urn:ietf:params:acme:error:rateLimited")
+	waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
+	l.d.ClearAlert("cert/www.lab.test")
+	waitFor(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
+	if got := h.summary(); got != "firing:cert/www.lab.test resolved:cert/www.lab.test" {
+		t.Errorf("received %s", got)
+	}
+	if m := h.messages()[0]; m.Detail != "acme: urn:ietf:params:acme:error:rateLimited" {
+		t.Errorf("detail %q", m.Detail)
+	}
+}
