@@ -243,3 +243,40 @@ func TestRaiseAlert(t *testing.T) {
 		t.Errorf("detail %q", m.Detail)
 	}
 }
+
+// A reload keeps check states and open incidents: an alert that fired
+// before is neither repeated nor resolved by it, and resolves once after.
+func TestReloadKeepsAlerts(t *testing.T) {
+	h := newHook(t, "k")
+	var failing atomic.Bool
+	failing.Store(true)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "broken", http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(be.Close)
+	app := fmt.Sprintf("  - { name: app, host: app, backend: %q, alert: [ops], health: { interval: 1s, timeout: 1s, failures: 1, successes: 1 } }\n", be.URL)
+	alerts := fmt.Sprintf("alerts:\n  ops: { webhook: { url: %q, secret: k } }\n", h.srv.URL)
+	l := startLabWith(t, false, app+alerts)
+	waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
+
+	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + app +
+		"  - { name: other, host: other, echo: true }\n" + alerts + "alerting: { reminder: 1h }\n")
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	if s, _ := l.d.Health().Service("app"); s.State != health.Down {
+		t.Errorf("after the reload app is %s, want still down", s.State)
+	}
+	// Let a few check rounds pass on the new generation.
+	time.Sleep(2500 * time.Millisecond)
+	if got := h.summary(); got != "firing:service/app" {
+		t.Fatalf("after the reload: %s", got)
+	}
+	failing.Store(false)
+	waitFor(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
+	if got := h.summary(); got != "firing:service/app resolved:service/app" {
+		t.Errorf("received %s", got)
+	}
+}
