@@ -326,7 +326,8 @@ type fileCheck struct {
 	Body string `yaml:"body"`
 	// JSON checks one field of a JSON answer.
 	JSON *fileCheckJSON `yaml:"json"`
-	// MaxLatency marks the service degraded when a passing check took longer than this.
+	// MaxLatency marks the service degraded when a passing check took longer than this, or
+	// when the requests labgate proxied to it took longer on average over the last minute.
 	MaxLatency duration `yaml:"max_latency" default:"0s"`
 	// Address (host:port) of a tcp or tls check. Defaults: the first backend (tls, http
 	// checks), the first tcp port's backend (tcp).

@@ -30,7 +30,7 @@ var fieldDocs = map[string]string{
 	"fileCheck.Expect":                  "Expect lists addresses a dns check must find among the answers; empty: the relay's public_ips for a public service, any answer otherwise.",
 	"fileCheck.Host":                    "Host resolved by a dns check; defaults to the service's first host.",
 	"fileCheck.JSON":                    "JSON checks one field of a JSON answer.",
-	"fileCheck.MaxLatency":              "MaxLatency marks the service degraded when a passing check took longer than this.",
+	"fileCheck.MaxLatency":              "MaxLatency marks the service degraded when a passing check took longer than this, or when the requests labgate proxied to it took longer on average over the last minute.",
 	"fileCheck.MinDaysLeft":             "MinDaysLeft is the fewest days a tls check accepts before the certificate expires; below it the service is degraded. Also applied to https:// http checks. A short-lived certificate is only late with less than a third of its lifetime left.",
 	"fileCheck.Name":                    "Name of the check in metrics, alerts and the status page; defaults to the type (and a number when a type repeats).",
 	"fileCheck.Path":                    "Path requested by an http check; defaults to health.path.",

@@ -80,6 +80,7 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	if err != nil {
 		d.log.Error("some health checks cannot run", "error", err)
 	}
+	c.mon.Passive().SetMaxLatency(health.MaxLatency(cfg))
 	c.mon.Update(health.ServiceNames(cfg), targets)
 	if mgr != nil {
 		mgr.Update(cfg)

@@ -546,7 +546,7 @@ func derive(targets []*running, relay *CheckStatus, tr Traffic) (State, string, 
 			return Degraded, CauseChecks, describe(c)
 		}
 	}
-	if tr.Failing() {
+	if tr.Failing() || tr.Slow() {
 		return Degraded, CauseTraffic, tr.String()
 	}
 	for _, c := range append(inside, outside...) {

@@ -210,6 +210,9 @@ func TestDerive(t *testing.T) {
 		{"failing traffic", []*running{status(Inside, Up, time.Time{}, "")}, nil, Traffic{Requests: 100, Errors: 40, MeanLatency: time.Millisecond},
 			"degraded traffic: 40% of 100 requests failed in the last minute (mean latency 1ms)"},
 		{"traffic alone", nil, nil, Traffic{Requests: 100, Errors: 1}, "up"},
+		{"slow traffic", nil, nil, Traffic{Requests: 100, MeanLatency: 3 * time.Second, MaxLatency: time.Second},
+			"degraded traffic: slow: 100 requests in the last minute took 3s on average (max_latency 1s)"},
+		{"slow, but few", nil, nil, Traffic{Requests: 5, MeanLatency: 3 * time.Second, MaxLatency: time.Second}, "up"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,6 +239,10 @@ func TestPassive(t *testing.T) {
 	}
 	if tr := p.traffic("vault"); tr.Requests != 30 || tr.Errors != 10 || !tr.Failing() || tr.MeanLatency != 10*time.Millisecond {
 		t.Errorf("traffic %+v", tr)
+	}
+	p.SetMaxLatency(map[string]time.Duration{"vault": 5 * time.Millisecond})
+	if tr := p.traffic("vault"); !tr.Slow() {
+		t.Errorf("10ms on average with max_latency 5ms: %+v", tr)
 	}
 	now = now.Add(2 * time.Minute)
 	if tr := p.traffic("vault"); tr.Requests != 0 {

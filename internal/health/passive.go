@@ -24,6 +24,9 @@ type Traffic struct {
 	Requests    int64         `json:"requests"`
 	Errors      int64         `json:"errors"` // answered 5xx
 	MeanLatency time.Duration `json:"mean_latency"`
+	// MaxLatency is the service's bound on latency (the smallest
+	// max_latency of its checks); 0: none.
+	MaxLatency time.Duration `json:"max_latency,omitempty"`
 }
 
 // Failing reports whether enough requests failed to call the service degraded.
@@ -31,9 +34,19 @@ func (t Traffic) Failing() bool {
 	return t.Requests >= passiveMinRequests && float64(t.Errors) >= passiveMaxErrorRatio*float64(t.Requests)
 }
 
+// Slow reports whether enough requests took longer than MaxLatency on
+// average to call the service degraded.
+func (t Traffic) Slow() bool {
+	return t.MaxLatency > 0 && t.Requests >= passiveMinRequests && t.MeanLatency > t.MaxLatency
+}
+
 func (t Traffic) String() string {
-	if t.Requests == 0 {
+	switch {
+	case t.Requests == 0:
 		return "no requests in the last minute"
+	case t.Slow() && !t.Failing():
+		return fmt.Sprintf("slow: %d requests in the last minute took %s on average (max_latency %s)",
+			t.Requests, t.MeanLatency.Round(time.Millisecond), t.MaxLatency)
 	}
 	return fmt.Sprintf("%d%% of %d requests failed in the last minute (mean latency %s)",
 		t.Errors*100/t.Requests, t.Requests, t.MeanLatency.Round(time.Millisecond))
@@ -81,11 +94,31 @@ func (p *Passive) traffic(service string) Traffic {
 	if w == nil {
 		return Traffic{}
 	}
-	return w.sum(p.now())
+	t := w.sum(p.now())
+	t.MaxLatency = time.Duration(w.maxLatency.Load())
+	return t
+}
+
+// SetMaxLatency sets each service's bound on the mean latency of its
+// requests (0 or absent: none).
+func (p *Passive) SetMaxLatency(limits map[string]time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, w := range p.by {
+		w.maxLatency.Store(int64(limits[name]))
+	}
+	for name, d := range limits {
+		if p.by[name] == nil {
+			w := &window{}
+			w.maxLatency.Store(int64(d))
+			p.by[name] = w
+		}
+	}
 }
 
 type window struct {
-	buckets [passiveBuckets]bucket
+	buckets    [passiveBuckets]bucket
+	maxLatency atomic.Int64 // time.Duration
 }
 
 type bucket struct {

@@ -110,6 +110,23 @@ func Targets(cfg *config.Config, env Env) ([]Target, error) {
 	return out, errors.Join(errs...)
 }
 
+// MaxLatency is, for each service whose checks bound latency, the smallest
+// max_latency: the mean latency of its real requests is held to it too.
+func MaxLatency(cfg *config.Config) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, s := range cfg.Services {
+		if s.Health == nil {
+			continue
+		}
+		for _, ch := range s.Health.Checks {
+			if ch.MaxLatency > 0 && (out[s.Name] == 0 || ch.MaxLatency < out[s.Name]) {
+				out[s.Name] = ch.MaxLatency
+			}
+		}
+	}
+	return out
+}
+
 // ServiceNames are the names of cfg's services, in order.
 func ServiceNames(cfg *config.Config) []string {
 	var out []string
