@@ -63,15 +63,12 @@ func Text(m Message) string {
 	return b.String()
 }
 
+// duration rounds d for people: seconds under a minute, minutes above.
 func duration(d time.Duration) string {
-	switch {
-	case d < time.Minute:
+	if d < time.Minute {
 		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return d.Round(time.Minute).String()
-	default:
-		return d.Round(time.Minute).String()
 	}
+	return d.Round(time.Minute).String()
 }
 
 // httpError is a receiver's answer that is not a success.
