@@ -31,6 +31,8 @@ type Config struct {
 	Gateway Gateway
 	// Alerts are the named receivers, sorted by name.
 	Alerts []Receiver
+	// Alerting says when alerts are sent (see parse_health.go).
+	Alerting Alerting
 	// Services in file order.
 	Services []*Service
 	// Git, when set, is where the lab's config comes from (see Options.Bootstrap).
@@ -282,12 +284,18 @@ type BackendTLS struct {
 	InsecureSkipVerify bool
 }
 
-// Health is the active health check of a service's backends.
+// Health is the active health check of a service's backends, and the
+// checks that decide the service's state (see parse_health.go).
 type Health struct {
 	Path     string
 	Interval time.Duration
 	Timeout  time.Duration
 	Status   int // expected status; 0 = any 2xx or 3xx
+	// Checks are never empty after parsing: the defaults are filled in.
+	Checks    []Check
+	Outside   bool // also check through the public path (public services)
+	Failures  int  // failed rounds in a row before down
+	Successes int  // passing rounds in a row before up again
 }
 
 // L4Route forwards one port to one backend.

@@ -28,8 +28,8 @@ func TestParseErrors(t *testing.T) {
 			name: "unknown top-level key",
 			yaml: "version: 1\ndomian: example.org\ncolour: blue\n",
 			want: []string{
-				"lab.yaml:2:1: domian: unknown key \"domian\" (did you mean \"domain\"?) (valid keys: version, domain, state_dir, log, tls, dns, relay, gateway, alerts, services, git, status, kubernetes)",
-				"lab.yaml:3:1: colour: unknown key \"colour\" (valid keys: version, domain, state_dir, log, tls, dns, relay, gateway, alerts, services, git, status, kubernetes)",
+				"lab.yaml:2:1: domian: unknown key \"domian\" (did you mean \"domain\"?) (valid keys: version, domain, state_dir, log, tls, dns, relay, gateway, alerts, alerting, services, git, status, kubernetes)",
+				"lab.yaml:3:1: colour: unknown key \"colour\" (valid keys: version, domain, state_dir, log, tls, dns, relay, gateway, alerts, alerting, services, git, status, kubernetes)",
 			},
 		},
 		{
@@ -67,7 +67,7 @@ func TestParseErrors(t *testing.T) {
 			name: "not a mapping at the top",
 			yaml: "- version: 1\n",
 			want: []string{
-				"lab.yaml:1:1: want a mapping with keys version, domain, state_dir, log, tls, dns, relay, gateway, alerts, services, git, status, kubernetes, not a list",
+				"lab.yaml:1:1: want a mapping with keys version, domain, state_dir, log, tls, dns, relay, gateway, alerts, alerting, services, git, status, kubernetes, not a list",
 			},
 		},
 		{

@@ -32,6 +32,9 @@ type file struct {
 	Gateway fileGateway `yaml:"gateway"`
 	// Alerts are named receivers that services refer to in their `alert` list.
 	Alerts map[string]*fileReceiver `yaml:"alerts"`
+	// Alerting says when alerts are sent: reminders, maintenance windows, and who hears
+	// about problems that are not one service's (the relay, certificates, DNS).
+	Alerting fileAlerting `yaml:"alerting"`
 	// Services are what the lab exposes, each public or private.
 	Services []*fileService `yaml:"services"`
 	// Git makes `labgate serve` follow the lab's config in a git repository (GitOps). The file
@@ -359,14 +362,93 @@ type fileBackendTLS struct {
 }
 
 type fileHealth struct {
-	// Path requested on each backend.
+	// Path requested on each backend, to take a failing backend out of rotation, and by the
+	// default http check when `checks` is empty.
 	Path string `yaml:"path" default:"/"`
-	// Interval between checks.
+	// Interval between checks. Each round starts up to 10% earlier or later, at random, so
+	// checks do not all fire at once.
 	Interval duration `yaml:"interval" default:"30s"`
 	// Timeout of one check.
 	Timeout duration `yaml:"timeout" default:"5s"`
 	// Status expected; 0 accepts any 2xx or 3xx.
 	Status int `yaml:"status" default:"0"`
+	// Checks decide whether the service is up. Empty: one http check of `path` on each
+	// backend (or a tcp check of each tcp port for a service without backends).
+	Checks []*fileCheck `yaml:"checks"`
+	// Outside also runs the checks of a public service the way a stranger reaches it: the
+	// host is resolved with dns.resolvers (or the system's) and the connection goes to what
+	// it resolves to, the relay, with the service's host as TLS server name and HTTP Host.
+	// When outside fails while inside passes, the service is `degraded` (exposure broken),
+	// not down. `auto` is on for public services when the file has a relay section.
+	Outside string `yaml:"outside" default:"auto" enum:"auto|on|off"`
+	// Failures is how many rounds in a row must fail before the service is down (and alerted).
+	Failures int `yaml:"failures" default:"3"`
+	// Successes is how many rounds in a row must pass before a down service is up again.
+	Successes int `yaml:"successes" default:"2"`
+}
+
+type fileCheck struct {
+	// Type of the check: `http` (a request and its answer), `tcp` (a connection is accepted),
+	// `tls` (a handshake, and the certificate's days left), `dns` (the host resolves).
+	Type string `yaml:"type" required:"" enum:"http|tcp|tls|dns"`
+	// Name of the check in metrics, alerts and the status page; defaults to the type
+	// (and a number when a type repeats).
+	Name string `yaml:"name"`
+	// Path requested by an http check; defaults to health.path.
+	Path string `yaml:"path"`
+	// Status an http check expects; 0 takes health.status (any 2xx or 3xx when that is 0 too).
+	Status int `yaml:"status" default:"0"`
+	// Body is text the answer of an http check must contain.
+	Body string `yaml:"body"`
+	// JSON checks one field of a JSON answer.
+	JSON *fileCheckJSON `yaml:"json"`
+	// MaxLatency marks the service degraded when a passing check took longer than this, or
+	// when the requests labgate proxied to it took longer on average over the last minute.
+	MaxLatency duration `yaml:"max_latency" default:"0s"`
+	// Address (host:port) of a tcp or tls check. Defaults: the first backend (tls, http
+	// checks), the first tcp port's backend (tcp).
+	Address string `yaml:"address" example:"192.168.1.30:25"`
+	// MinDaysLeft is the fewest days a tls check accepts before the certificate expires;
+	// below it the service is degraded. Also applied to https:// http checks. A short-lived
+	// certificate is only late with less than a third of its lifetime left.
+	MinDaysLeft int `yaml:"min_days_left" default:"14"`
+	// Host resolved by a dns check; defaults to the service's first host.
+	Host string `yaml:"host"`
+	// Expect lists addresses a dns check must find among the answers; empty: the relay's
+	// public_ips for a public service, any answer otherwise.
+	Expect []string `yaml:"expect" example:"[203.0.113.7]"`
+}
+
+type fileCheckJSON struct {
+	// Field is a dotted path into the JSON answer, e.g. `status` or `db.ok`.
+	Field string `yaml:"field" required:"" example:"status"`
+	// Equals is the expected value, compared as text (`true`, `42`, `ok`).
+	Equals string `yaml:"equals" required:"" example:"ok"`
+}
+
+type fileAlerting struct {
+	// Reminder repeats an alert that is still firing this often; 0s never repeats.
+	Reminder duration `yaml:"reminder" default:"4h"`
+	// Notify lists the receivers told about problems that are no one service's: the relay
+	// unreachable, a certificate renewal or a DNS update that failed. Empty: every receiver.
+	Notify []string `yaml:"notify" example:"[ops]"`
+	// Maintenance windows: while one is on, its services' alerts are held back (checks and
+	// the status page go on). An alert still firing when the window ends is sent then.
+	Maintenance []*fileMaintenance `yaml:"maintenance"`
+}
+
+type fileMaintenance struct {
+	// Services in maintenance; empty: all of them, and the alerts that are no one service's.
+	Services []string `yaml:"services" example:"[nextcloud]"`
+	// Start of a one-off window, RFC 3339.
+	Start string `yaml:"start" example:"2026-12-01T02:00:00Z"`
+	// End of a one-off window, RFC 3339.
+	End string `yaml:"end" example:"2026-12-01T04:00:00Z"`
+	// Weekly is a window that repeats every week: days and a time range, `sun 03:00-04:30`
+	// or `mon,thu 22:00-02:00` (a range past midnight ends the next day).
+	Weekly string `yaml:"weekly" example:"sun 03:00-04:30"`
+	// Timezone of the weekly window, an IANA name; defaults to the machine's.
+	Timezone string `yaml:"timezone" example:"Europe/Berlin"`
 }
 
 type fileL4 struct {

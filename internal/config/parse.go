@@ -211,6 +211,7 @@ func (b *builder) build(f *file) *Config {
 	c.Alerts = b.alerts(f.Alerts)
 	c.Services = b.services(f.Services, c)
 	b.kubernetes(f, c)
+	c.Alerting = b.alerting(f.Alerting, c)
 	b.speedtestClash(c)
 	b.dnsZone(f.DNS, c)
 	c.Status = b.status(f.Status, c)
@@ -738,21 +739,6 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 		if len(hosts) == 0 && len(f.TCP) == 0 && len(f.UDP) == 0 {
 			b.fail(path, "the service exposes nothing: set host and backend, or tcp/udp ports")
 		}
-		if h := f.Health; h != nil {
-			s.Health = &Health{Path: h.Path, Interval: time.Duration(h.Interval), Timeout: time.Duration(h.Timeout), Status: h.Status}
-			if !strings.HasPrefix(h.Path, "/") {
-				b.fail(path+".health.path", "%q must start with /", h.Path)
-			}
-			if s.Health.Interval < time.Second {
-				b.fail(path+".health.interval", "at least 1s")
-			}
-			if s.Health.Timeout <= 0 || s.Health.Timeout > s.Health.Interval {
-				b.fail(path+".health.timeout", "must be more than 0 and at most the interval")
-			}
-			if h.Status != 0 && (h.Status < 100 || h.Status > 599) {
-				b.fail(path+".health.status", "%d is not an HTTP status", h.Status)
-			}
-		}
 		for j, a := range f.Alert {
 			if !receivers[a] {
 				b.fail(fmt.Sprintf("%s.alert[%d]", path, j), "no receiver %q under alerts%s", a, suggest(a, keysOf(receivers)))
@@ -760,6 +746,7 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 		}
 		s.TCP = b.l4(path+".tcp", "tcp", f.TCP, ports)
 		s.UDP = b.l4(path+".udp", "udp", f.UDP, ports)
+		s.Health = b.health(path+".health", f.Health, s, c) // after tcp: default checks use it
 		out = append(out, s)
 	}
 	return out

@@ -136,6 +136,7 @@ func TestParseDesignExample(t *testing.T) {
 				AccessToken: NewSecret("mx-token"),
 			}},
 		},
+		Alerting: Alerting{Reminder: 4 * time.Hour},
 		Services: []*Service{
 			{
 				Name:     "vaultwarden",
@@ -143,9 +144,10 @@ func TestParseDesignExample(t *testing.T) {
 				Path:     "/",
 				Expose:   Private,
 				Backends: []*url.URL{mustURL(t, "http://192.168.1.20:8080")},
-				Health:   &Health{Path: "/alive", Interval: 30 * time.Second, Timeout: 5 * time.Second},
-				Metrics:  "/metrics",
-				Alert:    []string{"phone"},
+				Health: &Health{Path: "/alive", Interval: 30 * time.Second, Timeout: 5 * time.Second,
+					Checks: []Check{{Name: "http", Type: "http", Path: "/alive", MinDaysLeft: 14}}, Failures: 3, Successes: 2},
+				Metrics: "/metrics",
+				Alert:   []string{"phone"},
 			},
 			{
 				Name:   "mail",
@@ -288,8 +290,9 @@ func TestParse(t *testing.T) {
 			want: func(c *Config) {
 				c.Domain = "example.org"
 				c.Services = []*Service{{Name: "a", Hosts: []string{"a.example.org"}, Path: "/", Static: filepath.Join(dir, "www"),
-					Health: &Health{Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second},
-					UDP:    []L4Route{{Port: 53, Backend: "10.0.0.1:53"}}}}
+					Health: &Health{Path: "/", Interval: 30 * time.Second, Timeout: 5 * time.Second,
+						Checks: []Check{{Name: "http", Type: "http", Path: "/", MinDaysLeft: 14}}, Failures: 3, Successes: 2},
+					UDP: []L4Route{{Port: 53, Backend: "10.0.0.1:53"}}}}
 			},
 		},
 		{
@@ -372,6 +375,7 @@ func TestParse(t *testing.T) {
 				Gateway:    Gateway{Admin: "127.0.0.1:9180", Limits: defaultLimits},
 				Status:     defaultStatus,
 				Kubernetes: defaultKubernetes,
+				Alerting:   Alerting{Reminder: 4 * time.Hour},
 			}
 			tt.want(want)
 			if want.DNS.Zone == "" {

@@ -58,6 +58,9 @@ type Options struct {
 	// RenewCheckInterval is how often ACME certificates are checked for
 	// renewal (0: every 10 minutes).
 	RenewCheckInterval time.Duration
+	// OutsideDial, if set, connects the outside health checks (host:port of
+	// the public path) instead of resolving the names with dns.resolvers.
+	OutsideDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Daemon runs `labgate serve`.
@@ -75,6 +78,7 @@ type Daemon struct {
 	speed    *relayPath // measures the relay path; outlives generations
 	dns      *dnsRunner // DNS records and the embedded DNS server; outlive generations
 	status   *statusPage
+	checks   *checks // health monitor and alerts; outlive generations (health.go)
 
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
@@ -119,6 +123,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.setupLogging(cfg)
 	d.registry = listen.NewRegistry(d.log)
 	defer d.registry.Close()
+	d.startChecks(ctx)
+	defer d.stopChecks()
 	stopGit := func() {}
 	if cfg.Git != nil {
 		if stopGit, err = d.startGit(ctx, cfg); err != nil {
@@ -234,6 +240,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.speed.update(cfg, d.log)
 	d.dns.update(cfg, d.log)
 	d.status.update(cfg, g, d.gens, d.log)
+	d.updateChecks(cfg)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}

@@ -118,6 +118,12 @@ func startLabWatching(t *testing.T, follow bool) *lab {
 // (more services, for one).
 func startLabWith(t *testing.T, follow bool, extra string) *lab {
 	t.Helper()
+	return startLabOptions(t, follow, extra, nil)
+}
+
+// startLabOptions is startLabWith with a change to the daemon's options.
+func startLabOptions(t *testing.T, follow bool, extra string, edit func(*Options)) *lab {
+	t.Helper()
 	l := &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
 	l.backend["www"] = newBackend(t, "www")
 	l.backend["vault"] = newBackend(t, "vault")
@@ -129,12 +135,16 @@ func startLabWith(t *testing.T, follow bool, extra string) *lab {
 	if !follow {
 		watch = ""
 	}
-	l.d = New(Options{
+	opts := Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:  watch,
 		Stderr: l.logs,
 		Ready:  func(*Daemon) { close(ready) },
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	l.d = New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel, l.done = cancel, make(chan error, 1)
 	go func() { l.done <- l.d.Run(ctx) }()

@@ -19,6 +19,7 @@ import (
 	"github.com/labgate/labgate/internal/dns"
 	"github.com/labgate/labgate/internal/gateway"
 	"github.com/labgate/labgate/internal/gateway/l4"
+	"github.com/labgate/labgate/internal/health"
 	"github.com/labgate/labgate/internal/listen"
 	"github.com/labgate/labgate/internal/proxyproto"
 	"github.com/labgate/labgate/internal/tlspeek"
@@ -76,6 +77,9 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	gw.Close()
+	if _, err := health.Targets(cfg, health.Env{}); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -101,6 +105,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		Access:    d.accessLogger(cfg),
 		Metrics:   d.gwm,
 		HTTPSPort: httpsPorts(cfg),
+		Observe:   d.observe(),
 	})
 	if err != nil {
 		router.Close()

@@ -24,6 +24,11 @@ type Options struct {
 	Metrics *Metrics
 	// HTTPSPort is the port http->https redirects name, per class (omitted when 443).
 	HTTPSPort map[config.Class]int
+	// Observe, if set, is asked once per service when the generation is
+	// built for a function told of every request the service answers (its
+	// status code and duration): passive health signals from real traffic.
+	// The function is called on the request path and must be cheap.
+	Observe func(service string) func(code int, d time.Duration)
 	// PassiveCooldown is how long a backend stays down after a failed
 	// connection when no active check brings it back sooner; 0: 10s.
 	PassiveCooldown time.Duration

@@ -68,6 +68,9 @@ func (h *handler) finish(rw *responseWriter, start time.Time) {
 	if rw.route != nil {
 		cm = rw.route.cm
 		service = rw.route.svc.cfg.Name
+		if o := rw.route.svc.observe; o != nil {
+			o(code, d)
+		}
 	}
 	cm.observe(code, d.Seconds())
 	if a := h.g.access; a != nil && a.Enabled(context.Background(), slog.LevelInfo) {

@@ -32,11 +32,15 @@ type service struct {
 	next        atomic.Uint32 // round-robin position
 	files       http.Handler  // static services
 	echo        bool
-	passthrough bool // TLS goes to the backend undecrypted; HTTP only redirects
+	passthrough bool                            // TLS goes to the backend undecrypted; HTTP only redirects
+	observe     func(code int, d time.Duration) // passive health; nil: none
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
 	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, echo: sc.Echo}
+	if opts.Observe != nil {
+		s.observe = opts.Observe(sc.Name)
+	}
 	switch {
 	case sc.Static != "":
 		root, err := os.OpenRoot(sc.Static)
