@@ -407,3 +407,19 @@ func CheckPEMRoots(file string) error {
 	}
 	return nil
 }
+
+// Expiry says when the certificate served for name (a host this source
+// serves) expires; false when none is loaded yet.
+func (s *acmeSource) Expiry(name string) (time.Time, bool) {
+	n, ok := s.names.match(name)
+	if !ok {
+		return time.Time{}, false
+	}
+	var exp time.Time
+	for _, c := range s.a.cache.AllMatchingCertificates(n) {
+		if c.Leaf != nil && slices.Contains(c.Names, n) && c.Leaf.NotAfter.After(exp) {
+			exp = c.Leaf.NotAfter
+		}
+	}
+	return exp, !exp.IsZero()
+}

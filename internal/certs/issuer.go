@@ -166,3 +166,18 @@ func (ca *CA) issue(name string) (*tls.Certificate, time.Time, error) {
 	renewAt := now.Add(notAfter.Sub(now) * 2 / 3)
 	return cert, renewAt, nil
 }
+
+// Expiry says when the leaf served for name (a host this source serves)
+// expires; false before the first handshake for it issued one.
+func (is *issuer) Expiry(name string) (time.Time, bool) {
+	n, ok := is.names.match(name)
+	if !ok {
+		return time.Time{}, false
+	}
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if e := is.leaves[n]; e != nil && e.cert != nil && e.cert.Leaf != nil {
+		return e.cert.Leaf.NotAfter, true
+	}
+	return time.Time{}, false
+}

@@ -109,7 +109,7 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 		opts := certs.ACMEOptions{
 			StateDir: key.StateDir, Email: key.Email, Directory: key.Directory, CARoots: key.CARoots,
 			Resolvers: key.Resolvers, HTTP01: key.HTTP01, TLSALPN01: key.TLSALPN01,
-			Log: d.log, Metrics: d.certm, OnEvent: d.opts.CertEvents, RenewCheckInterval: d.opts.RenewCheckInterval,
+			Log: d.log, Metrics: d.certm, OnEvent: d.certEvent, RenewCheckInterval: d.opts.RenewCheckInterval,
 		}
 		if cfg.DNS.Provider != nil {
 			cd, err := d.challengeDNS(cfg)

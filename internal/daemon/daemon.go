@@ -108,8 +108,9 @@ func New(opts Options) *Daemon {
 	d.l4m = l4.NewMetrics(reg)
 	d.certm = certs.NewMetrics(reg)
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
-	d.dns = newDNSRunner(reg, opts.OnDNSEvent)
+	d.dns = newDNSRunner(reg, d.dnsEvent)
 	d.status = newStatusPage(d.speed)
+	d.status.health, d.status.dnsStatus, d.status.gitRevision = d.Health, d.dns.status, d.gitRevision
 	return d
 }
 
@@ -241,6 +242,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.dns.update(cfg, d.log)
 	d.status.update(cfg, g, d.gens, d.log)
 	d.updateChecks(cfg)
+	d.clearStaleCertAlerts(cfg)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}

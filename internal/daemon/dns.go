@@ -108,7 +108,18 @@ func (r *dnsRunner) stop() {
 	}
 }
 
-// event hands reconciler events to whoever subscribed (alerting, later).
+// status is what the reconciler found last (nothing before it runs).
+func (r *dnsRunner) status() dns.Status {
+	r.mu.Lock()
+	rec := r.rec
+	r.mu.Unlock()
+	if rec == nil {
+		return dns.Status{}
+	}
+	return rec.Status()
+}
+
+// event hands reconciler events to the daemon (alerts, see problems.go).
 func (r *dnsRunner) event(e dns.Event) {
 	if r.onEvent != nil {
 		r.onEvent(e)

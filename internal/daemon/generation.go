@@ -33,7 +33,8 @@ type generation struct {
 	servers []*server
 	raw     []*rawListener // layer-4 listeners
 	log     *slog.Logger
-	acme    *acmeState // nil: certificates from the internal CA
+	acme    *acmeState   // nil: certificates from the internal CA
+	certs   certs.Source // what the TLS listeners serve; nil without any
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -201,6 +202,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 		router.Close()
 		return nil, err
 	}
+	g.certs = source
 	return g, nil
 }
 

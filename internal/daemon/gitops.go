@@ -141,3 +141,16 @@ func (d *Daemon) revisionRefused(err error) {
 	}
 	d.log.Error("git revision refused", "error", err)
 }
+
+// gitRevision is the commit that serves, abbreviated to 12 hex digits; ""
+// when the config does not follow git (or before the first revision serves).
+func (d *Daemon) gitRevision() string {
+	if d.git == nil {
+		return ""
+	}
+	rev := d.git.syncer.Status().Deployed
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	return rev
+}

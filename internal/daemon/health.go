@@ -41,6 +41,7 @@ func (d *Daemon) startChecks(ctx context.Context) {
 				a.Observe(c.mon.Snapshot())
 			}
 		},
+		OnResult: d.status.record,
 	})
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Go(func() { _ = c.mon.Run(c.ctx) })

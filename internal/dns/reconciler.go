@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,9 @@ type EventKind string
 const (
 	// ReconcileFailed: a reconciliation failed after the previous one succeeded.
 	ReconcileFailed EventKind = "reconcile_failed"
-	// ReconcileRecovered: a reconciliation succeeded after failures.
+	// ReconcileRecovered: a reconciliation succeeded after failures (also
+	// when the failures were those of a previous config), or a config that
+	// manages no records replaced a failing one.
 	ReconcileRecovered EventKind = "reconcile_recovered"
 	// ConflictsChanged: the set of conflicts changed (it may now be empty).
 	ConflictsChanged EventKind = "conflicts"
@@ -57,6 +60,9 @@ type Reconciler struct {
 	log     *slog.Logger
 	metrics reconcilerMetrics
 	updates chan *config.Config
+
+	mu     sync.Mutex
+	status Status
 }
 
 type reconcilerMetrics struct {
@@ -124,7 +130,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	var (
 		zone      *Zone
 		interval  = 10 * time.Minute
-		failures  int
+		failures  int  // in a row, for the backoff; reset by a new config
+		failing   bool // since the last success, whatever the config
 		conflicts []string
 		timer     = time.NewTimer(time.Hour)
 	)
@@ -139,6 +146,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if err != nil {
 				r.log.Error("DNS records are not managed", "error", err)
 				zone = nil
+				r.setStatus(Status{})
 				timer.Stop()
 				continue
 			}
@@ -149,17 +157,44 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if zone == nil {
 				timer.Stop()
 				r.metrics.conflicts.Set(0)
+				r.setStatus(Status{})
+				if failing {
+					failing = false
+					r.event(Event{Kind: ReconcileRecovered})
+				}
+				if len(conflicts) > 0 {
+					conflicts = nil
+					r.event(Event{Kind: ConflictsChanged})
+				}
 				continue
 			}
+			r.mu.Lock()
+			if r.status.Zone != zone.Desired.Zone {
+				r.status = newStatus(zone)
+			} else {
+				st := newStatus(zone)
+				st.Time, st.Err = r.status.Time, r.status.Err
+				for n := range st.desired {
+					st.inPlace[n] = r.status.inPlace[n] && r.status.desired[n]
+					if c, ok := r.status.conflicts[n]; ok {
+						st.conflicts[n] = c
+					}
+				}
+				r.status = st
+			}
+			r.mu.Unlock()
 		case <-timer.C:
 		}
 		if zone == nil {
 			continue
 		}
-		cs, err := r.reconcile(ctx, zone)
+		cs, planned, done, err := r.reconcile(ctx, zone)
 		if ctx.Err() != nil {
 			return nil
 		}
+		r.mu.Lock()
+		r.status = r.status.after(cs, planned, done, err, time.Now())
+		r.mu.Unlock()
 		if err == nil {
 			cur := make([]string, len(cs.Conflicts))
 			for i, c := range cs.Conflicts {
@@ -176,7 +211,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		var wait time.Duration
 		if err != nil {
 			r.metrics.success.Set(0)
-			if failures == 0 {
+			if !failing {
+				failing = true
 				r.event(Event{Kind: ReconcileFailed, Zone: zone.Desired.Zone, Err: err})
 			}
 			failures++
@@ -185,7 +221,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		} else {
 			r.metrics.success.Set(1)
 			r.metrics.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
-			if failures > 0 {
+			if failing {
+				failing = false
 				r.event(Event{Kind: ReconcileRecovered, Zone: zone.Desired.Zone})
 				r.log.Info("DNS reconciliation recovered", "zone", zone.Desired.Zone)
 			}
@@ -201,16 +238,30 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
 }
 
-// reconcile lists, plans and applies once. A failed listing applies nothing.
-func (r *Reconciler) reconcile(ctx context.Context, z *Zone) (Changeset, error) {
+// Status returns what the last reconciliation found (safe for concurrent use).
+func (r *Reconciler) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+func (r *Reconciler) setStatus(s Status) {
+	r.mu.Lock()
+	r.status = s
+	r.mu.Unlock()
+}
+
+// reconcile lists, plans and applies once; planned is false when the
+// listing failed, which applies nothing.
+func (r *Reconciler) reconcile(ctx context.Context, z *Zone) (cs Changeset, planned bool, done []Change, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cs, err := z.Plan(ctx)
+	cs, err = z.Plan(ctx)
 	if err != nil {
-		return cs, fmt.Errorf("listing the zone %s (%s): %w", z.Desired.Zone, z.Describe, err)
+		return cs, false, nil, fmt.Errorf("listing the zone %s (%s): %w", z.Desired.Zone, z.Describe, err)
 	}
 	r.metrics.conflicts.Set(float64(len(cs.Conflicts)))
-	done, err := z.Apply(ctx, cs)
+	done, err = z.Apply(ctx, cs)
 	for _, c := range done {
 		r.metrics.changes.WithLabelValues(string(c.Action)).Inc()
 		r.log.Info("DNS record changed", "action", string(c.Action), "record", c.Record.String())
@@ -218,7 +269,7 @@ func (r *Reconciler) reconcile(ctx context.Context, z *Zone) (Changeset, error) 
 	if errors.Is(err, ErrChanged) {
 		err = fmt.Errorf("%w; planning again", err)
 	}
-	return cs, err
+	return cs, true, done, err
 }
 
 func (r *Reconciler) event(e Event) {

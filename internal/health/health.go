@@ -173,6 +173,10 @@ type Options struct {
 	// OnChange is called, outside any lock, after the state, cause or
 	// reason of a service or of the relay path changed.
 	OnChange func()
+	// OnResult, if set, is called, outside any lock, with every result of
+	// every check (the relay path's has Service "") and the state of its
+	// service after it (Unknown for the relay path): the history's input.
+	OnResult func(res Result, service State)
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
 }
@@ -445,7 +449,14 @@ func (m *Monitor) record(r *running, res Result) {
 	}
 	m.metrics.observe(res)
 	changed := m.recompute(res.Service)
+	svc := Unknown
+	if s := m.services[res.Service]; s != nil {
+		svc = s.state
+	}
 	m.mu.Unlock()
+	if m.opts.OnResult != nil {
+		m.opts.OnResult(res, svc)
+	}
 	if changed && m.opts.OnChange != nil {
 		m.opts.OnChange()
 	}

@@ -114,7 +114,7 @@ func (s *Server) snapshot() Snapshot {
 	}
 	if snap.Relay != nil {
 		rel := *snap.Relay
-		rel.Address = ""
+		rel.Address, rel.Cause = "", ""
 		pub.Relay = &rel
 	}
 	return pub

@@ -64,8 +64,9 @@ type Service struct {
 	// CertExpiry is when the certificate for the service's hosts expires;
 	// zero: no certificate (or not known).
 	CertExpiry time.Time `json:"cert_expiry,omitzero"`
-	// DNS is the state of the service's public records: "ok", "pending",
-	// "failing", or "" when labgate manages none.
+	// DNS is the state of the service's records on the DNS provider:
+	// "ok", "pending" (not reconciled yet), "conflict" (a record labgate
+	// does not own is in the way), "failing", or "" when labgate manages none.
 	DNS       string `json:"dns,omitempty"`
 	DNSDetail string `json:"dns_detail,omitempty"`
 }
@@ -79,7 +80,8 @@ type Backend struct {
 // Relay is the state of the relay path (gateway to relay over the VPN).
 type Relay struct {
 	Address string `json:"address"` // the relay's measurement endpoint
-	State   string `json:"state"`   // up, down or unknown
+	State   string `json:"state"`   // up, degraded, down or unknown
+	Cause   string `json:"cause,omitempty"` // why it is not up, for people
 	// Samples are the recent measurements, oldest first.
 	Samples []RelaySample `json:"samples"`
 }

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/labgate/labgate/internal/certs"
+	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/dns"
+)
+
+// Problems that are no one service's, as alerts: a certificate that cannot
+// be obtained or renewed, DNS records that cannot be reconciled, and DNS
+// records labgate may not write because something it does not own is in
+// the way. They go to alerting.notify (every receiver when it is empty)
+// through RaiseAlert, and resolve with the next success. The Options hooks
+// (CertEvents, OnDNSEvent) are told first.
+
+// Causes of the alerts raised here.
+const (
+	causeCertPrefix   = "cert/"         // + the certificate's name
+	causeDNS          = "dns"           // reconciling fails
+	causeDNSConflicts = "dns/conflicts" // records left as they are
+)
+
+// certEvent is the ACME source's OnEvent.
+func (d *Daemon) certEvent(ev certs.Event) {
+	if d.opts.CertEvents != nil {
+		d.opts.CertEvents(ev)
+	}
+	cause := causeCertPrefix + ev.Name
+	switch ev.Kind {
+	case certs.Failed:
+		what := "obtained"
+		if ev.Renewal {
+			what = "renewed"
+		}
+		detail := "labgate retries with a growing delay; the certificate in use, if any, is served until it expires."
+		if ev.Err != nil {
+			detail = ev.Err.Error() + "\n" + detail
+		}
+		d.RaiseAlert(cause, fmt.Sprintf("certificate for %s not %s", ev.Name, what), detail)
+	case certs.Obtained, certs.Renewed:
+		d.ClearAlert(cause)
+	}
+}
+
+// dnsEvent is the DNS reconciler's OnEvent.
+func (d *Daemon) dnsEvent(ev dns.Event) {
+	if d.opts.OnDNSEvent != nil {
+		d.opts.OnDNSEvent(ev)
+	}
+	switch ev.Kind {
+	case dns.ReconcileFailed:
+		detail := "labgate retries with a growing delay and changes nothing until the provider answers."
+		if ev.Err != nil {
+			detail = ev.Err.Error() + "\n" + detail
+		}
+		d.RaiseAlert(causeDNS, fmt.Sprintf("DNS records of %s not reconciled", ev.Zone), detail)
+	case dns.ReconcileRecovered:
+		d.ClearAlert(causeDNS)
+	case dns.ConflictsChanged:
+		if len(ev.Conflicts) == 0 {
+			d.ClearAlert(causeDNSConflicts)
+			return
+		}
+		lines := make([]string, len(ev.Conflicts))
+		for i, c := range ev.Conflicts {
+			lines[i] = c.String()
+		}
+		d.RaiseAlert(causeDNSConflicts, fmt.Sprintf("%d DNS record(s) of %s left as they are: not labgate's", len(ev.Conflicts), ev.Zone),
+			strings.Join(lines, "\n")+"\nRemove the records, or give them labgate's owner id, to let labgate manage them.")
+	}
+}
+
+// clearStaleCertAlerts resolves the certificate alerts of names cfg no
+// longer serves from ACME: nothing will ever succeed for them.
+func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
+	a := d.Alerts()
+	if a == nil {
+		return
+	}
+	open, err := a.Incidents()
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	if cfg.TLS.ACME != nil && needsTLS(cfg) {
+		for _, n := range certNames(cfg) {
+			keep[causeCertPrefix+n] = true
+		}
+	}
+	for cause := range open {
+		if strings.HasPrefix(cause, causeCertPrefix) && !keep[cause] {
+			d.ClearAlert(cause)
+		}
+	}
+}
