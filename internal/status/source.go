@@ -79,8 +79,8 @@ type Backend struct {
 
 // Relay is the state of the relay path (gateway to relay over the VPN).
 type Relay struct {
-	Address string `json:"address"` // the relay's measurement endpoint
-	State   string `json:"state"`   // up, degraded, down or unknown
+	Address string `json:"address"`         // the relay's measurement endpoint
+	State   string `json:"state"`           // up, degraded, down or unknown
 	Cause   string `json:"cause,omitempty"` // why it is not up, for people
 	// Samples are the recent measurements, oldest first.
 	Samples []RelaySample `json:"samples"`
