@@ -375,3 +375,31 @@ func FuzzNamesMatch(f *testing.F) {
 		}
 	})
 }
+
+// Expiry reports the leaf served for a name once it was issued.
+func TestIssuerExpiry(t *testing.T) {
+	ca := openCA(t, t.TempDir(), time.Now)
+	src := ca.Issuer([]string{"app.example.org", "*.wild.example.org"})
+	ex := src.(interface {
+		Expiry(string) (time.Time, bool)
+	})
+	if _, ok := ex.Expiry("app.example.org"); ok {
+		t.Error("an expiry before any handshake")
+	}
+	for _, name := range []string{"app.example.org", "a.wild.example.org"} {
+		cert, err := src.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := ex.Expiry(name)
+		if !ok || !got.Equal(cert.Leaf.NotAfter) {
+			t.Errorf("%s: expiry %v %v, want %v", name, got, ok, cert.Leaf.NotAfter)
+		}
+	}
+	if _, ok := ex.Expiry("b.wild.example.org"); !ok {
+		t.Error("another name under the wildcard: no expiry, want the wildcard's")
+	}
+	if _, ok := ex.Expiry("evil.example.org"); ok {
+		t.Error("an expiry for a name the source does not serve")
+	}
+}

@@ -176,3 +176,63 @@ func TestJitter(t *testing.T) {
 		}
 	}
 }
+
+// The status of each host follows the reconciliations, and a failure
+// that a new config fixes is told as recovered (the alert it raised must
+// resolve), as is one whose config stops managing records.
+func TestReconcilerStatusAcrossUpdates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := &memProvider{records: map[Key]Record{
+			{"blog.example.org", "A"}: a("blog.example.org", "192.0.2.1"),
+		}, listFails: 1}
+		var events []string
+		desired := []Record{a("relay.example.org", "203.0.113.7"), a("blog.example.org", "203.0.113.7")}
+		managed := true
+		r := NewReconciler(ReconcilerOptions{
+			OnEvent: func(e Event) { events = append(events, string(e.Kind)) },
+			NewZone: func(cfg *config.Config) (*Zone, error) {
+				if !managed {
+					return nil, nil
+				}
+				return &Zone{Provider: mem, Describe: "memory", Owner: "homelab", Desired: Desired{Zone: "example.org", Records: desired}}, nil
+			},
+		})
+		if st, _ := r.Status().Host("relay.example.org"); st != "" {
+			t.Errorf("before any config: %q", st)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+		st := r.Status()
+		if s, d := st.Host("relay.example.org"); s != HostFailing || !strings.Contains(d, "connection refused") {
+			t.Errorf("relay after a failed listing: %q %q", s, d)
+		}
+		if s, _ := st.Host("other.example.org"); s != "" {
+			t.Errorf("a name labgate does not manage: %q", s)
+		}
+		// A new config before the retry: its first reconciliation works.
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+		st = r.Status()
+		if s, d := st.Host("Relay.Example.org."); s != HostOK || d != "" {
+			t.Errorf("relay after a good reconciliation: %q %q", s, d)
+		}
+		if s, d := st.Host("blog.example.org"); s != HostConflict || d == "" {
+			t.Errorf("blog, not labgate's: %q %q", s, d)
+		}
+		// The config stops managing records.
+		managed = false
+		r.Update(&config.Config{})
+		synctest.Wait()
+		if s, _ := r.Status().Host("relay.example.org"); s != "" {
+			t.Errorf("relay once unmanaged: %q", s)
+		}
+		if diff := cmp.Diff([]string{"reconcile_failed", "conflicts", "reconcile_recovered", "conflicts"}, events); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
+		cancel()
+		<-done
+	})
+}

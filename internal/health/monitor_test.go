@@ -249,3 +249,45 @@ func TestPassive(t *testing.T) {
 		t.Errorf("a minute later: %+v", tr)
 	}
 }
+
+// OnResult is told every result with its service's state after it.
+func TestMonitorOnResult(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &switchable{}
+		var mu sync.Mutex
+		var got []string
+		m := New(Options{OnResult: func(r Result, s State) {
+			mu.Lock()
+			got = append(got, r.Service+"/"+r.Check+"/"+string(r.Scope)+" "+r.State.String()+" -> "+s.String())
+			mu.Unlock()
+		}})
+		m.Update([]string{"vault"}, []Target{{Service: "vault", Check: "http", Scope: Inside, Interval: 10 * time.Second,
+			Timeout: time.Second, Failures: 2, Successes: 1, Checker: c, Spec: "v1"}})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); m.Run(ctx) }()
+		round := func() {
+			n := c.runs.Load()
+			for c.runs.Load() == n {
+				time.Sleep(time.Second)
+			}
+			synctest.Wait()
+		}
+		round()
+		c.set(errors.New("connection refused"))
+		round()
+		round()
+		cancel()
+		<-done
+		want := []string{
+			"vault/http/inside up -> up",
+			"vault/http/inside down -> up", // one failure of two
+			"vault/http/inside down -> down",
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("results:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
