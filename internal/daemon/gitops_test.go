@@ -214,6 +214,11 @@ func TestGitOps(t *testing.T) {
 	if status("hello.lab.test") != 200 || status("vault.lab.test") != 200 {
 		t.Error("the previous revision stopped serving after a bad push")
 	}
+	// The status page names the commit that serves.
+	_, _, body := fetchStatus(t, &http.Client{Timeout: 5 * time.Second}, "http://"+l.addr(admin)+"/api/status")
+	if !strings.Contains(body, fmt.Sprintf(`"revision": %q`, good[:12])) {
+		t.Errorf("the status API does not name the deployed commit %s:\n%.300s", good[:12], body)
+	}
 	m := scrape(t, l.addr(admin))
 	for _, want := range []string{
 		fmt.Sprintf(`labgate_git_revision_info{revision="%s"} 1`, good),
