@@ -219,6 +219,7 @@ func (d *Daemon) reloadFailed(err error) {
 func (d *Daemon) apply(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.openAlerts(cfg)
 	g, err := d.build(cfg)
 	if err != nil {
 		// Close what this attempt bound and the running generation does not use.

@@ -54,8 +54,11 @@ func (c *checks) manager() *alert.Manager {
 	return c.alerts
 }
 
-// updateChecks points the monitor and the alert manager at cfg.
-func (d *Daemon) updateChecks(cfg *config.Config) {
+// openAlerts opens the alert manager with the first config that has
+// receivers. apply calls it before building the generation, so that a
+// certificate or DNS failure of that very generation has somewhere to go
+// (the manager keeps raised problems until it is given the config).
+func (d *Daemon) openAlerts(cfg *config.Config) {
 	c := d.checks
 	if c == nil {
 		return
@@ -64,11 +67,10 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	dir := filepath.Join(cfg.StateDir, "alerts")
 	switch {
 	case mgr == nil && len(cfg.Alerts) > 0:
-		var err error
-		mgr, err = alert.Open(alert.Options{Dir: dir, Log: d.log.With("component", "alert"), Registerer: d.prom})
+		mgr, err := alert.Open(alert.Options{Dir: dir, Log: d.log.With("component", "alert"), Registerer: d.prom})
 		if err != nil {
 			d.log.Error("alerts are off: their state cannot be kept", "error", err)
-			break
+			return
 		}
 		c.mu.Lock()
 		c.alerts, c.dir = mgr, dir
@@ -77,6 +79,15 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	case mgr != nil && dir != c.dir:
 		d.log.Warn("state_dir changed: the alert state stays where it is until a restart", "alerts", c.dir)
 	}
+}
+
+// updateChecks points the monitor and the alert manager at cfg.
+func (d *Daemon) updateChecks(cfg *config.Config) {
+	c := d.checks
+	if c == nil {
+		return
+	}
+	mgr := c.manager()
 	targets, err := health.Targets(cfg, health.Env{OutsideTLS: d.outsideTLS(cfg), OutsideDial: d.opts.OutsideDial})
 	if err != nil {
 		d.log.Error("some health checks cannot run", "error", err)
