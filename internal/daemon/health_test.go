@@ -172,6 +172,14 @@ alerts:
 			t.Errorf("%s: %s (%s: %s), want degraded by the relay", name, s.State, s.Cause, s.Reason)
 		}
 	}
+	// The status API shows the relay path down, with the check's cause.
+	var api struct {
+		Relay *struct{ State, Cause string } `json:"relay"`
+	}
+	_, _, body := fetchStatus(t, &http.Client{Timeout: 5 * time.Second}, "http://"+l.addr(admin)+"/api/status")
+	if err := json.Unmarshal([]byte(body), &api); err != nil || api.Relay == nil || api.Relay.State != "down" || !strings.Contains(api.Relay.Cause, "relay check") {
+		t.Errorf("relay on the status API: %v %.400s", err, body)
+	}
 	r.start()
 	waitLong(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
 	waitFor(t, "blog and wiki up again", func() bool {
