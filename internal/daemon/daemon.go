@@ -47,13 +47,15 @@ type Options struct {
 	// Ready, if set, is called with the daemon once the first generation serves.
 	Ready func(*Daemon)
 	// OnDNSEvent, if set, is told when DNS reconciliation starts failing,
-	// recovers, or its conflicts change (for alerting).
+	// recovers, or its conflicts change (tests, embedders); the daemon
+	// alerts them itself as well (problems.go).
 	OnDNSEvent func(dns.Event)
 
 	// ChallengeDNS, if set, replaces the file's dns.provider as what writes
 	// the DNS-01 records of tls.acme (tests); nil uses the provider.
 	ChallengeDNS func(*config.Config) (certs.ChallengeDNS, error)
-	// CertEvents, if set, receives every obtained, renewed or failed ACME certificate.
+	// CertEvents, if set, receives every obtained, renewed or failed ACME
+	// certificate (tests, embedders); the daemon alerts failures itself.
 	CertEvents func(certs.Event)
 	// RenewCheckInterval is how often ACME certificates are checked for
 	// renewal (0: every 10 minutes).
