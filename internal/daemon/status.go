@@ -239,8 +239,10 @@ func (sp *statusPage) sample(ctx context.Context, st *history.Store, log *slog.L
 				smps = append(smps, history.Sample{Service: s.Name, Time: now, State: history.ParseState(s.State)})
 			}
 		}
-		if err := st.RecordAll(smps); err != nil {
-			log.Warn("recording the health history failed", "error", err)
+		if len(smps) > 0 {
+			if err := st.RecordAll(smps); err != nil {
+				log.Warn("recording the health history failed", "error", err)
+			}
 		}
 		sp.lastRun.Store(&now)
 		select {
