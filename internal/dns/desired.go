@@ -128,6 +128,13 @@ func DesiredRecords(cfg *config.Config, view View) Desired {
 			}
 		}
 	}
+	// The public status page answers on a host of its own, like a public service.
+	if sp := cfg.Status.Public; sp != nil && sp.Host != "" {
+		if _, seen := hosts[sp.Host]; !seen {
+			order = append(order, sp.Host)
+			hosts[sp.Host] = target{name: relayName, ips: relayIPs, public: true, service: "status page"}
+		}
+	}
 	for _, h := range order {
 		t := hosts[h]
 		what := "service " + t.service

@@ -119,3 +119,28 @@ services:
 		t.Errorf("DesiredRecords (-want +got):\n%s", diff)
 	}
 }
+
+// The public status page's host is published like a public service's: a
+// CNAME to the relay, so the page and its badges are reachable from outside.
+func TestDesiredRecordsStatusPage(t *testing.T) {
+	cfg := parse(t, `version: 1
+domain: example.org
+relay: {name: relay, public_ips: [203.0.113.7], gateway: 100.101.102.103}
+gateway:
+  public: {https: "100.101.102.103:10443", trusted_relays: [100.90.0.1]}
+  private: {https: ["100.101.102.103:443"]}
+status: {public: {host: status}}
+services:
+  - {name: vault, host: vault, backend: "http://192.168.1.20:8080"}
+`)
+	got := DesiredRecords(cfg, PublicView)
+	want := Desired{Zone: "example.org", Records: []Record{
+		a("private-relay.example.org", "100.101.102.103"),
+		a("relay.example.org", "203.0.113.7"),
+		cname("status.example.org", "relay.example.org"),
+		cname("vault.example.org", "private-relay.example.org"),
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DesiredRecords (-want +got):\n%s", diff)
+	}
+}
