@@ -6,15 +6,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/daemon"
 	"github.com/labgate/labgate/internal/relay"
-	"github.com/labgate/labgate/internal/sops"
 )
 
 // forwards collects -forward flags: proto:port[=gatewayport].
@@ -40,7 +37,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"use -c FILE or -gateway/-forward flags, not both"}
 	case *path != "":
 		load = func() (daemon.RelaySetup, error) {
-			cfg, err := loadRelayConfig(*path)
+			cfg, err := loadUnreadSecrets(*path) // the relay uses no secret of the lab
 			if err != nil {
 				return daemon.RelaySetup{}, err
 			}
@@ -108,19 +105,4 @@ func relayFromFlags(gateway, listen string, fwd []string) (relay.Options, error)
 		ro.ProbeInterval = -1
 	}
 	return ro, nil
-}
-
-// loadRelayConfig reads the lab file for the relay, which uses none of its
-// secrets: they are left unread, so the VPS needs neither the DNS token nor
-// the other credentials of the lab. A SOPS-encrypted file is still decrypted
-// (its metadata is not a key of the lab file), which takes an age key.
-func loadRelayConfig(path string) (*config.Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if sops.Encrypted(data) {
-		return loadConfig(path)
-	}
-	return config.Parse(path, data, config.Options{UnreadSecrets: true})
 }

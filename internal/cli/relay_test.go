@@ -48,7 +48,7 @@ func TestRelayNeedsNoSecret(t *testing.T) {
 	if _, err := loadConfig(file); err == nil {
 		t.Fatal("the example no longer has a secret from the environment: this test proves nothing")
 	}
-	cfg, err := loadRelayConfig(file)
+	cfg, err := loadUnreadSecrets(file)
 	if err != nil {
 		t.Fatalf("relay refused the file without CF_API_TOKEN: %v", err)
 	}

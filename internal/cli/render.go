@@ -33,7 +33,7 @@ func renderCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *output != string(k8s.Ingress) && *output != string(k8s.GatewayAPI) {
 		return usageError{fmt.Sprintf("-output %q: want ingress or gateway-api", *output)}
 	}
-	cfg, err := config.Load(*path, config.Options{UnreadSecrets: true})
+	cfg, err := loadUnreadSecrets(*path)
 	if err == nil {
 		var out []byte
 		out, err = k8s.Render(cfg, k8s.Options{Output: k8s.Output(*output), Namespace: *namespace})
