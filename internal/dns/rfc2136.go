@@ -66,7 +66,7 @@ func (p *RFC2136) Records(ctx context.Context) ([]Record, error) {
 	}
 	conn, err := p.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s by zone transfer from %s: %w", p.Zone, p.Server, err)
+		return nil, fmt.Errorf("listing %s by zone transfer: cannot reach %s over TCP (check dns.provider.server, that the server runs, and that TCP is open to it, not only UDP): %w", p.Zone, p.Server, err)
 	}
 	defer conn.Close()
 	m := new(dns.Msg)

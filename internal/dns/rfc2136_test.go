@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -292,5 +293,18 @@ func TestRFC2136ZoneNotServed(t *testing.T) {
 	t.Log(err)
 	if !strings.Contains(err.Error(), "example.net") || !strings.Contains(err.Error(), "dns.zone") {
 		t.Errorf("error does not point at the zone name: %v", err)
+	}
+}
+
+// No server at the address: the error says which setting to check.
+func TestRFC2136Unreachable(t *testing.T) {
+	addr := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
+	p := &RFC2136{Server: addr, Zone: "example.org", KeyName: "k", Secret: "c2VjcmV0"}
+	_, err := p.Records(context.Background())
+	if err == nil {
+		t.Fatal("listing from a closed port succeeded")
+	}
+	if !strings.Contains(err.Error(), "cannot reach "+addr) || !strings.Contains(err.Error(), "dns.provider.server") {
+		t.Errorf("error does not say what to check: %v", err)
 	}
 }
