@@ -37,7 +37,7 @@ func commands() []command {
 		{"plan", "plan -c FILE", "print the DNS changes, certificates and listeners serve would make, changing nothing", plan},
 		{"render", "render k8s -c FILE", "print the lab as Kubernetes manifests (-output ingress|gateway-api, -namespace NS)", renderCmd},
 		{"schema", "schema", "print the JSON Schema of the config file (for editors)", schema},
-		{"docs", "docs config", "print the config reference (docs/config.md)", docs},
+		{"docs", "docs config", "print the config reference as Markdown (docs/config.md)", docs},
 		{"version", "version", "print labgate's version", version},
 	}
 }
@@ -54,7 +54,7 @@ func (silentError) Error() string { return "failed" }
 
 // Main runs the subcommand named by args[0] and returns the exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || args[0] == "help" || isHelp(args[0]) {
 		printUsage(stdout)
 		return exitOK
 	}
@@ -64,8 +64,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		var ue usageError
+		var hr helpRequest
 		switch {
 		case err == nil:
+			return exitOK
+		case errors.As(err, &hr):
+			printHelp(stderr, c, hr.flags)
 			return exitOK
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
@@ -90,18 +94,47 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  labgate %-18s %s\n", c.usage, c.summary)
 	}
+	fmt.Fprintln(w, "\n`labgate COMMAND -h` lists a command's flags.")
 }
 
+// isHelp reports whether arg asks for help, as the flag package reads it.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "--h"
+}
+
+// newFlags returns a command's flag set. It prints nothing itself: Main
+// prints a mistake once, and the help for -h (helpRequest).
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("labgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
+}
+
+// helpRequest is -h given to a command: Main prints its usage and flags.
+type helpRequest struct{ flags *flag.FlagSet }
+
+func (helpRequest) Error() string        { return flag.ErrHelp.Error() }
+func (helpRequest) Is(target error) bool { return target == flag.ErrHelp }
+
+func printHelp(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: labgate %s\n  %s\n", c.usage, c.summary)
+	if fs == nil {
+		return
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpRequest{fs}
 		}
 		return usageError{err.Error()}
 	}
@@ -206,6 +239,9 @@ func schema(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func docs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[len(args)-1]) {
+		return helpRequest{}
+	}
 	if len(args) != 1 || args[0] != "config" {
 		return usageError{"the only document is: config"}
 	}

@@ -39,7 +39,11 @@ func plan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *path == "" {
 		return usageError{"-c FILE is required"}
 	}
-	cfg, err := config.Load(*path, config.Options{})
+	cfg, err := loadConfig(*path) // as serve and check read it: SOPS-encrypted files too
+	if err == nil && cfg.Git != nil {
+		g := cfg.Git
+		return fmt.Errorf("%s follows %s (branch %s): its lab is the file %s of the repository; run plan on that file in a clone", *path, g.URL, g.Branch, g.Path)
+	}
 	if err == nil {
 		err = daemon.Check(cfg)
 	}
@@ -50,7 +54,7 @@ func plan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return silentError{}
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		return err
 	}
 	return runPlan(ctx, cfg, planSections(), stdout, stderr)
 }

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/labgate/labgate/internal/daemon"
 	"github.com/labgate/labgate/internal/relay"
 )
 
@@ -34,5 +36,27 @@ func TestRelayFromFlags(t *testing.T) {
 	}
 	if ro.ProbeInterval >= 0 || len(ro.ProbeTargets) != 0 {
 		t.Errorf("a relay without port 80 must not probe: interval %v, targets %v", ro.ProbeInterval, ro.ProbeTargets)
+	}
+}
+
+// The VPS runs `labgate relay -c lab.yaml` from the lab's file
+// (examples/gitops) without the lab's credentials: the relay reads none.
+func TestRelayNeedsNoSecret(t *testing.T) {
+	t.Setenv("CF_API_TOKEN", "")
+	os.Unsetenv("CF_API_TOKEN")
+	const file = "../../examples/gitops/lab.yaml"
+	if _, err := loadConfig(file); err == nil {
+		t.Fatal("the example no longer has a secret from the environment: this test proves nothing")
+	}
+	cfg, err := loadUnreadSecrets(file)
+	if err != nil {
+		t.Fatalf("relay refused the file without CF_API_TOKEN: %v", err)
+	}
+	setup, err := daemon.RelayFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(setup.Relay.Routes) == 0 {
+		t.Error("no routes from the example's relay section")
 	}
 }

@@ -14,6 +14,9 @@ import (
 // file are not read (the renderer never writes one), so it runs where they
 // are absent, such as an Argo CD Config Management Plugin.
 func renderCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		args = append([]string{"k8s"}, args...) // the flags of the only target
+	}
 	if len(args) == 0 || args[0] != "k8s" {
 		return usageError{"the only target is k8s: labgate render k8s -c FILE"}
 	}
@@ -30,7 +33,7 @@ func renderCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *output != string(k8s.Ingress) && *output != string(k8s.GatewayAPI) {
 		return usageError{fmt.Sprintf("-output %q: want ingress or gateway-api", *output)}
 	}
-	cfg, err := config.Load(*path, config.Options{UnreadSecrets: true})
+	cfg, err := loadUnreadSecrets(*path)
 	if err == nil {
 		var out []byte
 		out, err = k8s.Render(cfg, k8s.Options{Output: k8s.Output(*output), Namespace: *namespace})

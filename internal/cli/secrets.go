@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -31,4 +32,42 @@ func loadConfig(path string) (*config.Config, error) {
 		}
 	}
 	return config.Parse(path, data, config.Options{ReadSecret: sops.SecretFile(keys)})
+}
+
+// loadUnreadSecrets reads a config file for a command that uses none of its
+// secrets (render, relay): ${VAR} and *_file secrets stay unread, so it runs
+// where they are absent. A SOPS-encrypted file is decrypted when an age key
+// is at hand; without one its sops block is set aside and the encrypted
+// values stay as they are, which works when sops encrypted only secrets
+// (encrypted_regex, as docs/gitops.md shows).
+func loadUnreadSecrets(path string) (*config.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	opts := config.Options{UnreadSecrets: true}
+	if !sops.Encrypted(data) {
+		return config.Parse(path, data, opts)
+	}
+	ids, err := sops.Identities(nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(ids) > 0 {
+		if data, err = sops.Decrypt(data, ids); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return config.Parse(path, data, opts)
+	}
+	if data, err = sops.WithoutMetadata(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg, err := config.Parse(path, data, opts)
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		errs = append(errs, config.Error{File: path, Msg: "sops encrypted more than secrets, and no age key is set to decrypt them: " +
+			"encrypt only secrets (encrypted_regex in .sops.yaml) or set SOPS_AGE_KEY_FILE"})
+		return nil, errs
+	}
+	return cfg, err
 }

@@ -107,6 +107,14 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			// The unset variable is the one problem: the secret is not "missing" as well.
+			name: "unset environment variable in a required secret",
+			yaml: "version: 1\ndns:\n  provider: {type: rfc2136, server: 'ns:53', tsig_name: k, tsig_secret: '${NOPE}'}\n",
+			want: []string{
+				"lab.yaml:3:73: dns.provider.tsig_secret: environment variable NOPE is not set",
+			},
+		},
+		{
 			name: "secret and secret file",
 			yaml: "version: 1\ndns:\n  provider: {type: rfc2136, server: 'ns:53', tsig_name: k, tsig_secret: x, tsig_secret_file: y}\n",
 			want: []string{

@@ -268,8 +268,11 @@ func (b *builder) dns(f fileDNS) DNS {
 			} else {
 				b.hostPort("dns.provider.server", p.Server)
 			}
-			if p.TSIGName == "" || p.TSIGSecret == "" {
-				b.fail("dns.provider", "rfc2136 needs tsig_name and tsig_secret (or tsig_secret_file)")
+			if p.TSIGName == "" {
+				b.fail("dns.provider.tsig_name", "rfc2136 needs tsig_name (the name of the TSIG key)")
+			}
+			if p.TSIGSecret == "" {
+				b.fail("dns.provider.tsig_secret", "rfc2136 needs tsig_secret (or tsig_secret_file)")
 			}
 		}
 		d.Provider = prov

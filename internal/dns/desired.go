@@ -67,7 +67,7 @@ func DesiredRecords(cfg *config.Config, view View) Desired {
 		if inZone(name, d.Zone) {
 			return true
 		}
-		d.Notes = append(d.Notes, fmt.Sprintf("%s (%s): outside the zone %s, not managed", name, what, d.Zone))
+		d.Notes = append(d.Notes, fmt.Sprintf("%s (%s): outside the zone %s", name, what, d.Zone))
 		return false
 	}
 

@@ -47,7 +47,7 @@ func TestDesiredRecords(t *testing.T) {
 	proxied := func(r Record) Record { r.Proxied = true; return r }
 	relay := []Record{a("relay.example.org", "203.0.113.7"), aaaa("relay.example.org", "2001:db8::7")}
 	priv := []Record{a("private-relay.example.org", "100.101.102.103"), aaaa("private-relay.example.org", "fd7a::1")}
-	notes := []string{"cloud.example.net (service other): outside the zone example.org, not managed"}
+	notes := []string{"cloud.example.net (service other): outside the zone example.org"}
 	tests := []struct {
 		name    string
 		flatten string
@@ -112,7 +112,7 @@ services:
 	got := DesiredRecords(cfg, PublicView)
 	want := Desired{Zone: "lab.example.org", Records: []Record{cname("vault.lab.example.org", "private-relay.example.org")}, Notes: []string{
 		"private-relay.example.org (private name): the private listeners have no specific IP address; set gateway.private.address",
-		"private-relay.example.org (private name): outside the zone lab.example.org, not managed",
+		"private-relay.example.org (private name): outside the zone lab.example.org",
 		"blog.lab.example.org (service blog): nothing to point at (no relay section)",
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -66,7 +66,7 @@ func (p *RFC2136) Records(ctx context.Context) ([]Record, error) {
 	}
 	conn, err := p.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s by zone transfer from %s: %w", p.Zone, p.Server, err)
+		return nil, fmt.Errorf("listing %s by zone transfer: cannot reach %s over TCP (check dns.provider.server, that the server runs, and that TCP is open to it, not only UDP): %w", p.Zone, p.Server, err)
 	}
 	defer conn.Close()
 	m := new(dns.Msg)
@@ -98,6 +98,11 @@ func (p *RFC2136) Records(ctx context.Context) ([]Record, error) {
 	}
 	if err != nil {
 		if errors.Is(err, dns.ErrAuth) || strings.Contains(err.Error(), "bad xfr rcode: 9") && strings.Contains(err.Error(), "tsig") {
+			// BIND refuses a zone it does not hold the way it refuses a
+			// wrong key; an unsigned SOA query tells the two apart.
+			if !p.holdsZone(ctx) {
+				return nil, fmt.Errorf("%s is not authoritative for the zone %s: check dns.zone (or domain) and the server's zone statement: %w", p.Server, p.Zone, err)
+			}
 			return nil, p.keyRefused(err)
 		}
 		if strings.Contains(err.Error(), "bad xfr rcode: 5") || strings.Contains(err.Error(), "bad xfr rcode: 9") {
@@ -266,6 +271,27 @@ func (p *RFC2136) update(ctx context.Context, m *dns.Msg) error {
 		return fmt.Errorf("updating %s at %s: %s: allow updates for the key %s (allow-update { key %s; } in BIND)", p.Zone, p.Server, dns.RcodeToString[r.Rcode], p.KeyName, p.KeyName)
 	}
 	return fmt.Errorf("updating %s at %s: the server answered %s", p.Zone, p.Server, dns.RcodeToString[r.Rcode])
+}
+
+// holdsZone reports whether the server answers for the zone's SOA with
+// authority. When it cannot be asked, it reports true (the key stays the
+// suspect).
+func (p *RFC2136) holdsZone(ctx context.Context) bool {
+	conn, err := p.dial(ctx)
+	if err != nil {
+		return true
+	}
+	defer conn.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(p.Zone), dns.TypeSOA)
+	if err := conn.WriteMsg(m); err != nil {
+		return true
+	}
+	r, err := conn.ReadMsg()
+	if err != nil {
+		return true
+	}
+	return r.Rcode == dns.RcodeSuccess && r.Authoritative
 }
 
 func (p *RFC2136) keyRefused(err error) error {

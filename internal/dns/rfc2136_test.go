@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -275,7 +276,35 @@ func TestRFC2136WrongKey(t *testing.T) {
 	p := &RFC2136{Server: b.Addr, Zone: b.Zone, KeyName: b.KeyName, Secret: "c2VjcmV0LXRoYXQtaXMtd3Jvbmc="}
 	if _, err := p.Records(context.Background()); err == nil {
 		t.Fatal("listing with a wrong TSIG secret succeeded")
-	} else {
-		t.Log(err)
+	} else if !strings.Contains(err.Error(), "did not accept the TSIG key") {
+		t.Errorf("error does not point at the key: %v", err)
+	}
+}
+
+// A zone name the server does not hold (a typo in dns.zone or domain) is
+// refused by BIND like a wrong key: the error names the zone, not the key.
+func TestRFC2136ZoneNotServed(t *testing.T) {
+	b, _ := startBIND(t)
+	p := &RFC2136{Server: b.Addr, Zone: "example.net", KeyName: b.KeyName, Algorithm: b.Algorithm, Secret: b.Secret}
+	_, err := p.Records(context.Background())
+	if err == nil {
+		t.Fatal("listing a zone the server does not hold succeeded")
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "example.net") || !strings.Contains(err.Error(), "dns.zone") {
+		t.Errorf("error does not point at the zone name: %v", err)
+	}
+}
+
+// No server at the address: the error says which setting to check.
+func TestRFC2136Unreachable(t *testing.T) {
+	addr := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
+	p := &RFC2136{Server: addr, Zone: "example.org", KeyName: "k", Secret: "c2VjcmV0"}
+	_, err := p.Records(context.Background())
+	if err == nil {
+		t.Fatal("listing from a closed port succeeded")
+	}
+	if !strings.Contains(err.Error(), "cannot reach "+addr) || !strings.Contains(err.Error(), "dns.provider.server") {
+		t.Errorf("error does not say what to check: %v", err)
 	}
 }

@@ -612,7 +612,36 @@ func (w *walker) output(data []byte, root *yaml.Node, idx int) ([]byte, error) {
 		}
 		lines[ln] = string(runes)
 	}
-	// Blank the sops block: from its key to the next top-level key.
+	blankMetadata(lines, root, idx)
+	return []byte(strings.Join(lines, "")), nil
+}
+
+// WithoutMetadata returns a SOPS-encrypted YAML file with its sops block
+// blanked and nothing decrypted: every other value stays as it is (ENC[…]
+// where sops encrypted it), on the same line and column. It is for readers
+// that use none of the encrypted values and hold no key (`labgate render`,
+// `labgate relay`); nothing is checked, not even the MAC.
+func WithoutMetadata(data []byte) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("sops: %w", err)
+	}
+	if len(doc.Content) != 1 {
+		return nil, errors.New("sops: the file is not a YAML mapping written by sops")
+	}
+	root := doc.Content[0]
+	idx, meta := sopsKey(root)
+	if meta == nil {
+		return nil, errors.New("sops: the file has no sops metadata")
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	blankMetadata(lines, root, idx)
+	return []byte(strings.Join(lines, "")), nil
+}
+
+// blankMetadata empties the lines of the sops block: from its key to the
+// next top-level key (or its head comment).
+func blankMetadata(lines []string, root *yaml.Node, idx int) {
 	start, end := root.Content[idx].Line-1, len(lines)
 	if idx+2 < len(root.Content) {
 		end = root.Content[idx+2].Line - 1
@@ -627,7 +656,6 @@ func (w *walker) output(data []byte, root *yaml.Node, idx int) ([]byte, error) {
 			lines[i] = ""
 		}
 	}
-	return []byte(strings.Join(lines, "")), nil
 }
 
 // SecretFile returns a reader for the files of *_file secrets

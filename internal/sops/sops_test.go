@@ -1,6 +1,7 @@
 package sops
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,5 +289,33 @@ func TestSecretFilesBesideTheConfig(t *testing.T) {
 	}
 	if b, err := read("testdata/token.sops.json"); err != nil || string(b) != want {
 		t.Errorf("an encrypted secret file: %q, %v", b, err)
+	}
+}
+
+// WithoutMetadata leaves every value where it was (ENC[…] included) and
+// blanks only the sops block, keeping the line count.
+func TestWithoutMetadata(t *testing.T) {
+	enc := read(t, "lab.enc.yaml")
+	got, err := WithoutMetadata(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Encrypted(got) || bytes.Contains(got, []byte("sops:")) {
+		t.Errorf("the sops block is still there:\n%s", got)
+	}
+	encLines, gotLines := strings.Split(string(enc), "\n"), strings.Split(string(got), "\n")
+	if len(encLines) != len(gotLines) {
+		t.Fatalf("%d lines, want %d", len(gotLines), len(encLines))
+	}
+	for i, l := range gotLines {
+		if l != "" && l != encLines[i] {
+			t.Errorf("line %d changed: %q, was %q", i+1, l, encLines[i])
+		}
+	}
+	if !bytes.Contains(got, []byte("api_token: ENC[")) {
+		t.Error("an encrypted value was dropped")
+	}
+	if _, err := WithoutMetadata(read(t, "lab.plain.yaml")); err == nil {
+		t.Error("a file without sops metadata was accepted")
 	}
 }
