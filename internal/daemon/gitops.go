@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,6 +90,14 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) (err er
 			err = fmt.Errorf("%w (nothing serves yet)", err)
 		}
 	}()
+	// Errors name the file as it is in the repository (lab.yaml:17:13), not
+	// as the revision's copy in state_dir.
+	inRepo := func(err error) error {
+		if err == nil {
+			return nil
+		}
+		return errors.New(strings.ReplaceAll(err.Error(), rev.Dir+string(filepath.Separator), ""))
+	}
 	data := rev.Data
 	keys := func() ([]age.Identity, error) { return sops.Identities(nil, boot.Git.AgeKeyFile) }
 	if sops.Encrypted(data) {
@@ -97,17 +106,19 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) (err er
 			data, err = sops.Decrypt(data, ids)
 		}
 		if err != nil {
-			err = fmt.Errorf("%s: %w", rev.File, err)
+			err = inRepo(fmt.Errorf("%s: %w", rev.File, err))
 			d.revisionRefused(err)
 			return err
 		}
 	}
 	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys)})
 	if err != nil {
+		err = inRepo(err)
 		d.revisionRefused(err)
 		return err
 	}
 	if err := Check(cfg); err != nil {
+		err = inRepo(err)
 		d.revisionRefused(err)
 		return err
 	}

@@ -211,6 +211,9 @@ func TestGitOps(t *testing.T) {
 	if st.Deployed != good || !strings.Contains(st.LastError, "services[0].name") {
 		t.Errorf("status after a bad push: %+v", st)
 	}
+	if !strings.Contains(st.LastError, " refused: lab.yaml:3:") {
+		t.Errorf("the error names the revision's copy, not the file in the repository: %q", st.LastError)
+	}
 	if status("hello.lab.test") != 200 || status("vault.lab.test") != 200 {
 		t.Error("the previous revision stopped serving after a bad push")
 	}
