@@ -246,9 +246,11 @@ func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fetched, lastErr := e.fetched, e.lastErr
 	e.mu.Unlock()
 	if img == nil {
+		// The error names the source's URL (an internal address, perhaps a
+		// token in its query): it goes to the log, never to the client.
 		msg := "the image has not been fetched yet"
 		if lastErr != nil {
-			msg = "the image source failed: " + lastErr.Error()
+			msg = "the image source failed; labgate's log says why"
 		}
 		http.Error(w, msg, http.StatusBadGateway)
 		return

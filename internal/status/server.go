@@ -115,6 +115,15 @@ func (s *Server) snapshot() Snapshot {
 	if snap.Relay != nil {
 		rel := *snap.Relay
 		rel.Address, rel.Cause = "", ""
+		// A failed measurement's error names addresses: the public learns
+		// only that it failed.
+		rel.Samples = make([]RelaySample, len(snap.Relay.Samples))
+		for i, smp := range snap.Relay.Samples {
+			if smp.Err != "" {
+				smp.Err = "failed"
+			}
+			rel.Samples[i] = smp
+		}
 		pub.Relay = &rel
 	}
 	return pub
