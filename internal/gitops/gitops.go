@@ -61,9 +61,10 @@ type Options struct {
 	Now     func() time.Time
 }
 
-// minTriggerGap is the least time between two fetches that Trigger starts:
-// a flood of (valid or replayed) webhook requests makes one fetch every
-// minTriggerGap at most, not one after the other.
+// minTriggerGap is the least time between a Trigger's fetch that found
+// nothing new and the next Trigger's fetch: a flood of (valid or replayed)
+// webhook requests makes one fetch every minTriggerGap at most, while pushes
+// in quick succession are each fetched at once.
 const minTriggerGap = 5 * time.Second
 
 // Revision is one commit of the followed branch, written out to Dir.
@@ -157,11 +158,12 @@ func (s *Syncer) Status() Status {
 	return st
 }
 
-// Run fetches every Interval (± 10%) and on Trigger until ctx is done,
-// Trigger at most once every minTriggerGap. Failures are logged and kept in
-// the status; they never stop Run.
+// Run fetches every Interval (± 10%) and on Trigger until ctx is done;
+// after a Trigger's fetch that found nothing new, the next Trigger waits
+// until minTriggerGap has passed. Failures are logged and kept in the
+// status; they never stop Run.
 func (s *Syncer) Run(ctx context.Context) error {
-	var last time.Time // when the last fetch started
+	var idle time.Time // when the last Trigger's fetch that found nothing new started
 	for {
 		d := s.opts.Interval
 		if d > 0 {
@@ -176,7 +178,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return nil
 		case <-s.trigger:
 			t.Stop()
-			if wait := minTriggerGap - time.Since(last); !last.IsZero() && wait > 0 {
+			if wait := minTriggerGap - time.Since(idle); !idle.IsZero() && wait > 0 {
 				w := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
@@ -190,9 +192,14 @@ func (s *Syncer) Run(ctx context.Context) error {
 				}
 			}
 		case <-t.C:
+			_ = s.Sync(ctx)
+			continue
 		}
-		last = time.Now()
-		_ = s.Sync(ctx)
+		start := time.Now()
+		idle = time.Time{}
+		if before := s.Status().Deployed; s.Sync(ctx) != nil || s.Status().Deployed == before {
+			idle = start
+		}
 	}
 }
 

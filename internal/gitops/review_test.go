@@ -147,3 +147,31 @@ func TestOversizedRevisionRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestPushesInQuickSuccessionAreFetchedAtOnce: the pause after a flood
+// applies only to fetches that found nothing new.
+func TestPushesInQuickSuccessionAreFetchedAtOnce(t *testing.T) {
+	f := newForge(t)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		r := &recorder{}
+		s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Interval: time.Hour, Dir: dir, Apply: r.apply})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		start := time.Now()
+		for i := range 3 {
+			c := f.commit("push", map[string]string{"lab.yaml": strings.Repeat("x", i+1) + "\n"})
+			f.push()
+			s.Trigger()
+			synctest.Wait()
+			if r.last() != c {
+				t.Fatalf("push %d not applied at once (after %v)", i+1, time.Since(start))
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
