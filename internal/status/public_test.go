@@ -84,3 +84,47 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) WriteHeader(c int) { r.code = c }
 
 var _ io.Writer = (*recorder)(nil)
+
+// TestNoMarkupInjection: names, hosts, causes, DNS details, backends, relay
+// errors and the title are text wherever they appear: the page, the API,
+// the badges and the charts.
+func TestNoMarkupInjection(t *testing.T) {
+	const evil = `"><script>alert(1)</script><svg onload=alert(2)>`
+	src := SourceFunc(func() Snapshot {
+		return Snapshot{Revision: evil, Generation: 1,
+			Services: []Service{{Name: "blog", Class: "public", Hosts: []string{evil}, State: "down", Cause: evil,
+				Backends: []Backend{{URL: evil}}, DNS: "failing", DNSDetail: evil}},
+			Relay: &Relay{Address: evil, State: "down", Cause: evil, Samples: []RelaySample{{Time: now, Err: evil}}},
+		}
+	})
+	for _, public := range []bool{false, true} {
+		h := New(Options{Source: src, History: store(t), Public: public, Title: evil, Now: func() time.Time { return now }})
+		for _, target := range []string{"/", "/badge/blog/state.svg", "/badge/blog/state.svg?label=" + evil, "/badge/blog/uptime.svg?label=" + evil, "/chart/blog/latency.svg", "/chart/blog/uptime.svg"} {
+			req := httptestRequest(target)
+			w := &recorder{header: http.Header{}}
+			h.ServeHTTP(w, req)
+			b := w.body.String()
+			if strings.Contains(b, "<script") || strings.Contains(b, "<svg onload") {
+				t.Errorf("public=%v %s: markup from the data:\n%s", public, target, b)
+			}
+			if (target == "/" || strings.Contains(target, "label")) && !strings.Contains(b, "&lt;script&gt;") && !strings.Contains(b, `\u003cscript`) {
+				t.Errorf("public=%v %s: the text is not shown escaped:\n%s", public, target, b)
+			}
+		}
+	}
+}
+
+func httptestRequest(target string) *http.Request {
+	u := strings.NewReplacer(`"`, "%22", "<", "%3C", ">", "%3E", " ", "%20", "(", "%28", ")", "%29", "=", "%3D").Replace(target)
+	if i := strings.Index(target, "?"); i < 0 {
+		u = target
+	} else {
+		u = target[:i] + "?" + strings.NewReplacer(`"`, "%22", "<", "%3C", ">", "%3E", " ", "%20", "(", "%28", ")", "%29", "=", "%3D", "/", "%2F").Replace(target[i+1:])
+		u = strings.Replace(u, "label%3D", "label=", 1)
+	}
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
