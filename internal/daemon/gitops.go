@@ -59,7 +59,10 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/hooks/git", g.syncer.Webhook(w.Secret.Value()))
-		hook = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		// A push event is small: a client that sends it slowly, or keeps the
+		// connection idle, is cut off rather than holding it forever.
+		hook = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 			ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 		go func() {
 			if err := hook.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
