@@ -3,6 +3,7 @@ package status
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -115,12 +116,11 @@ func TestNoMarkupInjection(t *testing.T) {
 }
 
 func httptestRequest(target string) *http.Request {
-	u := strings.NewReplacer(`"`, "%22", "<", "%3C", ">", "%3E", " ", "%20", "(", "%28", ")", "%29", "=", "%3D").Replace(target)
-	if i := strings.Index(target, "?"); i < 0 {
-		u = target
-	} else {
-		u = target[:i] + "?" + strings.NewReplacer(`"`, "%22", "<", "%3C", ">", "%3E", " ", "%20", "(", "%28", ")", "%29", "=", "%3D", "/", "%2F").Replace(target[i+1:])
-		u = strings.Replace(u, "label%3D", "label=", 1)
+	path, query, _ := strings.Cut(target, "?")
+	u := path
+	if query != "" {
+		name, value, _ := strings.Cut(query, "=")
+		u += "?" + name + "=" + url.QueryEscape(value)
 	}
 	req, err := http.NewRequest("GET", u, nil)
 	if err != nil {
