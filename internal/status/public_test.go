@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -127,4 +128,51 @@ func httptestRequest(target string) *http.Request {
 		panic(err)
 	}
 	return req
+}
+
+// TestPublicRendersAtMostEveryTTL: the public may ask for the page as often
+// as it likes; it is rendered once per publicTTL, not once per request.
+func TestPublicRendersAtMostEveryTTL(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	src := SourceFunc(func() Snapshot {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return lab()
+	})
+	clk := now
+	h := New(Options{Source: src, History: store(t), Public: true, Now: func() time.Time { return clk }})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for _, target := range []string{"/", "/api/status"} {
+				req, _ := http.NewRequest("GET", target, nil)
+				req.Header.Set("Accept-Encoding", "gzip")
+				w := &recorder{header: http.Header{}}
+				h.ServeHTTP(w, req)
+				if w.code != 200 || target == "/" && w.header.Get("Content-Encoding") != "gzip" {
+					t.Errorf("%s: %d, encoding %q", target, w.code, w.header.Get("Content-Encoding"))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if calls != 2 {
+		t.Errorf("40 public requests took %d renderings, want 2 (the page and the API)", calls)
+	}
+	clk = clk.Add(publicTTL)
+	if res := get(t, h, "/"); res.StatusCode != 200 || !strings.Contains(body(t, res), `data-name="blog"`) {
+		t.Errorf("the page after the TTL: %d", res.StatusCode)
+	}
+	if calls != 3 {
+		t.Errorf("after %v the page was not rendered again (%d renderings)", publicTTL, calls)
+	}
+	// The admin page is rendered for each request: it is the operator's.
+	admin := New(Options{Source: src, History: store(t), Now: func() time.Time { return clk }})
+	get(t, admin, "/")
+	get(t, admin, "/")
+	if calls != 5 {
+		t.Errorf("the admin page was not rendered for each request (%d renderings)", calls)
+	}
 }
