@@ -41,14 +41,14 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 		Username: gc.Username, Password: gc.Password.Value(), Token: gc.Token.Value(),
 		SSHKeyFile: gc.SSHKeyFile,
 		Apply:      func(_ context.Context, rev gitops.Revision) error { return d.applyRevision(boot, rev) },
-		Log:        d.log.With("git", gc.URL),
+		Log:        d.log.With("git", gitops.Redact(gc.URL)),
 		Metrics:    gitops.NewMetrics(d.prom),
 	})
 	d.git = g
 	resumed := g.syncer.Resume(ctx)
 	if !resumed {
 		if err := g.syncer.Sync(ctx); err != nil {
-			return nil, fmt.Errorf("nothing to serve from %s (branch %s, %s): %w", gc.URL, gc.Branch, gc.Path, err)
+			return nil, fmt.Errorf("nothing to serve from %s (branch %s, %s): %w", g.syncer.Status().URL, gc.Branch, gc.Path, err)
 		}
 	}
 	var hook *http.Server
@@ -59,7 +59,10 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/hooks/git", g.syncer.Webhook(w.Secret.Value()))
-		hook = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		// A push event is small: a client that sends it slowly, or keeps the
+		// connection idle, is cut off rather than holding it forever.
+		hook = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 			ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
 		go func() {
 			if err := hook.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -50,10 +51,21 @@ type Options struct {
 	// Apply is called with each new revision; an error refuses it.
 	Apply func(context.Context, Revision) error
 
+	// MaxFileBytes bounds one file of a revision and MaxRevisionBytes all
+	// of them together; a revision over either is refused before anything
+	// is written. Defaults 32 MiB and 256 MiB.
+	MaxFileBytes, MaxRevisionBytes int64
+
 	Log     *slog.Logger
 	Metrics *Metrics // nil: none
 	Now     func() time.Time
 }
+
+// minTriggerGap is the least time between a Trigger's fetch that found
+// nothing new and the next Trigger's fetch: a flood of (valid or replayed)
+// webhook requests makes one fetch every minTriggerGap at most, while pushes
+// in quick succession are each fetched at once.
+const minTriggerGap = 5 * time.Second
 
 // Revision is one commit of the followed branch, written out to Dir.
 type Revision struct {
@@ -108,12 +120,20 @@ func New(opts Options) *Syncer {
 	if opts.Branch == "" {
 		opts.Branch = "main"
 	}
-	return &Syncer{
+	if opts.MaxFileBytes <= 0 {
+		opts.MaxFileBytes = 32 << 20
+	}
+	if opts.MaxRevisionBytes <= 0 {
+		opts.MaxRevisionBytes = 256 << 20
+	}
+	s := &Syncer{
 		opts:    opts,
 		trigger: make(chan struct{}, 1),
-		status:  Status{URL: opts.URL, Branch: opts.Branch, Path: opts.Path},
+		status:  Status{Branch: opts.Branch, Path: opts.Path},
 		refused: map[string]string{},
 	}
+	s.status.URL = s.scrubText(opts.URL)
+	return s
 }
 
 // Trigger asks Run to fetch now. Triggers that arrive while one is pending
@@ -138,9 +158,12 @@ func (s *Syncer) Status() Status {
 	return st
 }
 
-// Run fetches every Interval (± 10%) and on Trigger until ctx is done.
-// Failures are logged and kept in the status; they never stop Run.
+// Run fetches every Interval (± 10%) and on Trigger until ctx is done;
+// after a Trigger's fetch that found nothing new, the next Trigger waits
+// until minTriggerGap has passed. Failures are logged and kept in the
+// status; they never stop Run.
 func (s *Syncer) Run(ctx context.Context) error {
+	var idle time.Time // when the last Trigger's fetch that found nothing new started
 	for {
 		d := s.opts.Interval
 		if d > 0 {
@@ -155,10 +178,72 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return nil
 		case <-s.trigger:
 			t.Stop()
+			if wait := minTriggerGap - time.Since(idle); !idle.IsZero() && wait > 0 {
+				w := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					w.Stop()
+					return nil
+				case <-w.C:
+				}
+				select { // triggers during the wait are this fetch's
+				case <-s.trigger:
+				default:
+				}
+			}
 		case <-t.C:
+			_ = s.Sync(ctx)
+			continue
 		}
-		_ = s.Sync(ctx)
+		start := time.Now()
+		idle = time.Time{}
+		if before := s.Status().Deployed; s.Sync(ctx) != nil || s.Status().Deployed == before {
+			idle = start
+		}
 	}
+}
+
+// Redact returns a repository URL fit for logs and the status API: a
+// password in it is replaced by "xxxxx".
+func Redact(raw string) string {
+	if !strings.Contains(raw, "://") {
+		return raw // host:path and local paths carry no password
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// scrub removes the credentials from an error's text: the URL as given
+// (with its password) and the password and token themselves.
+func (s *Syncer) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := s.scrubText(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
+func (s *Syncer) scrubText(msg string) string {
+	if r := Redact(s.opts.URL); r != s.opts.URL {
+		msg = strings.ReplaceAll(msg, s.opts.URL, r)
+	}
+	if u, perr := url.Parse(s.opts.URL); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			msg = strings.ReplaceAll(msg, url.QueryEscape(pw), "xxxxx")
+		}
+	}
+	for _, secret := range []string{s.opts.Password, s.opts.Token} {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+		}
+	}
+	return msg
 }
 
 // errRefusedBefore is returned by Sync when the head was refused before.
@@ -172,7 +257,8 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	defer s.syncMu.Unlock()
 	head, err := s.fetch(ctx)
 	if err != nil {
-		s.failed("", fmt.Errorf("fetching %s: %w", s.opts.URL, err))
+		err = s.scrub(fmt.Errorf("fetching %s: %w", s.opts.URL, err))
+		s.failed("", err)
 		return err
 	}
 	s.mu.Lock()
@@ -221,6 +307,7 @@ func (s *Syncer) Resume(ctx context.Context) bool {
 func (s *Syncer) offer(ctx context.Context, h plumbing.Hash) error {
 	c, err := s.commit(h)
 	if err != nil {
+		err = s.scrub(err)
 		s.failed(h.String(), err)
 		return err
 	}
@@ -415,13 +502,31 @@ func (s *Syncer) checkout(c *object.Commit) (Revision, error) {
 			return rev, err
 		}
 		defer os.RemoveAll(tmp)
+		// The sizes first, from the tree: nothing is read or written of a
+		// revision too large to keep.
+		var total int64
 		err = tree.Files().ForEach(func(f *object.File) error {
-			if f.Mode != filemode.Regular && f.Mode != filemode.Executable && f.Mode != filemode.Deprecated {
+			if !regular(f.Mode) {
+				return nil
+			}
+			if f.Size > s.opts.MaxFileBytes {
+				return fmt.Errorf("%s has %d bytes, more than the %d a file may have", f.Name, f.Size, s.opts.MaxFileBytes)
+			}
+			if total += f.Size; total > s.opts.MaxRevisionBytes {
+				return fmt.Errorf("its files have more than the %d bytes a revision may have", s.opts.MaxRevisionBytes)
+			}
+			return nil
+		})
+		if err != nil {
+			return rev, err
+		}
+		err = tree.Files().ForEach(func(f *object.File) error {
+			if !regular(f.Mode) {
 				return nil // symlinks and submodules are not written
 			}
 			name := path.Clean(f.Name)
-			if strings.HasPrefix(name, "../") || path.IsAbs(name) {
-				return nil
+			if !filepath.IsLocal(filepath.FromSlash(name)) || name != f.Name {
+				return nil // a name that would leave the revision's directory
 			}
 			dst := filepath.Join(tmp, filepath.FromSlash(name))
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -450,6 +555,11 @@ func (s *Syncer) checkout(c *object.Commit) (Revision, error) {
 	}
 	rev.Data = data
 	return rev, nil
+}
+
+// regular reports whether a tree entry is a file that is written out.
+func regular(m filemode.FileMode) bool {
+	return m == filemode.Regular || m == filemode.Executable || m == filemode.Deprecated
 }
 
 func writeFileAtomic(name string, data []byte) error {

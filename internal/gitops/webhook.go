@@ -18,7 +18,9 @@ const maxWebhookBody = 4 << 20
 // Forgejo, Gogs). The body must be signed with HMAC-SHA256 and secret:
 // GitHub's X-Hub-Signature-256 ("sha256=<hex>") or Gitea's
 // X-Gitea-Signature / X-Gogs-Signature ("<hex>"). A valid push to the
-// followed branch triggers a fetch; one to another branch is ignored.
+// followed branch triggers a fetch; one to another branch is ignored. With
+// an empty secret every request is refused. A replayed request only triggers
+// a fetch, at most one every few seconds however many arrive.
 func (s *Syncer) Webhook(secret string) http.Handler {
 	key := []byte(secret)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -35,6 +37,12 @@ func (s *Syncer) Webhook(secret string) http.Handler {
 				return
 			}
 			http.Error(w, "cannot read the body", http.StatusBadRequest)
+			return
+		}
+		if len(key) == 0 {
+			// Anyone can sign with an empty key: such a hook is no lock.
+			s.opts.Log.Warn("git webhook refused: no secret is configured", "remote", r.RemoteAddr)
+			http.Error(w, "the webhook has no secret configured", http.StatusForbidden)
 			return
 		}
 		sig, ok := signature(r.Header)

@@ -252,8 +252,19 @@ func record(tx *bolt.Tx, smp Sample) error {
 	t := smp.Time.Truncate(time.Second)
 	// The result covers the time since the previous one, unless that is
 	// longer than MaxGap: then nothing is known of the silence.
+	// The previous result is the latest not after t, not the latest of
+	// all: one result from a clock that ran ahead (then was set right) must
+	// not make every later one cover nothing until that time comes.
 	var covered time.Duration
-	if k, _ := raw.Cursor().Last(); k != nil {
+	tk := timeKey(t)
+	c := raw.Cursor()
+	k, _ := c.Seek(tk)
+	if k == nil {
+		k, _ = c.Last()
+	} else if !bytes.Equal(k, tk) {
+		k, _ = c.Prev()
+	}
+	if k != nil {
 		if prev := keyTime(k); t.After(prev) && t.Sub(prev) <= MaxGap {
 			covered = t.Sub(prev)
 		}
@@ -263,7 +274,7 @@ func record(tx *bolt.Tx, smp Sample) error {
 		lat = uint32(min(max(smp.Latency.Microseconds(), 0), math.MaxUint32))
 	}
 	v := binary.AppendUvarint([]byte{byte(smp.State)}, uint64(lat))
-	if err := raw.Put(timeKey(t), v); err != nil {
+	if err := raw.Put(tk, v); err != nil {
 		return err
 	}
 	for _, r := range []struct {

@@ -23,6 +23,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -236,7 +237,8 @@ func open(data []byte, ids []age.Identity) (*walker, *yaml.Node, int, error) {
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("sops: cannot decrypt the MAC (the metadata was changed): %w", err)
 	}
-	if sum := fmt.Sprintf("%X", w.hash.Sum(nil)); string(fileMAC) != sum {
+	// Constant time: how much of a forged MAC matches must not show.
+	if sum := fmt.Sprintf("%X", w.hash.Sum(nil)); subtle.ConstantTimeCompare(fileMAC, []byte(sum)) != 1 {
 		return nil, nil, 0, errors.New("sops: MAC mismatch: the file was changed after sops encrypted it (edit it with `sops edit`)")
 	}
 	return w, root, idx, nil

@@ -131,6 +131,11 @@ func TestRefused(t *testing.T) {
 		{"the wrong key", lab, identities(t, "other-key.txt"), "none of the age keys given opens the file (it is encrypted for age1"},
 		{"no key", lab, nil, "no age key to decrypt the file"},
 		{"no metadata", strings.Split(lab, "sops:")[0], ids, "no sops metadata"},
+		// The metadata is not under the MAC: rules changed there must not
+		// let a value through unencrypted.
+		{"the metadata claims nothing is encrypted", strings.Replace(lab, "    encrypted_regex: ^(secret|access_token|api_token|token|password|tsig_secret)$", "    encrypted_regex: ^nothing$", 1), ids, "MAC mismatch"},
+		{"the metadata claims nothing is encrypted and only encrypted values are MAC'd", strings.Replace(lab, "    encrypted_regex: ^(secret|access_token|api_token|token|password|tsig_secret)$", "    encrypted_regex: ^nothing$\n    mac_only_encrypted: true", 1), ids, "MAC mismatch"},
+		{"the metadata claims a value is plain", strings.Replace(lab, "    encrypted_regex: ^(secret|access_token|api_token|token|password|tsig_secret)$", "    encrypted_regex: ^(access_token|api_token|token|password|tsig_secret)$", 1), ids, "MAC mismatch"},
 		{"comment rules", strings.Replace(lab, "    encrypted_regex:", "    encrypted_comment_regex: x\n    encrypted_regex:", 1), ids, "not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

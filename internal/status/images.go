@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,28 +150,34 @@ func (im *Images) refreshLocked(e *imageEntry) chan struct{} {
 func (im *Images) fetch(src ImageSource) (*cachedImage, error) {
 	req, err := http.NewRequestWithContext(im.ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
-		return nil, err
+		return nil, errors.New("the image's URL is not valid")
 	}
 	req.Header.Set("Accept", "image/png,image/svg+xml,image/*;q=0.8")
 	req.Header.Set("User-Agent", "labgate-image-cache")
 	res, err := im.opts.Client.Do(req)
 	if err != nil {
+		// The reason without the URL, which may hold a token: the log
+		// names the image.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return nil, ue.Err
+		}
 		return nil, err
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s", src.URL, res.Status)
+		return nil, fmt.Errorf("the source answered %s", res.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(res.Body, im.opts.MaxBytes+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(body)) > im.opts.MaxBytes {
-		return nil, fmt.Errorf("%s: image larger than %d bytes", src.URL, im.opts.MaxBytes)
+		return nil, fmt.Errorf("image larger than %d bytes", im.opts.MaxBytes)
 	}
 	ctype, err := imageType(res.Header.Get("Content-Type"), body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src.URL, err)
+		return nil, err
 	}
 	sum := sha256.Sum256(body)
 	return &cachedImage{body: body, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}, nil
@@ -210,12 +217,16 @@ func (im *Images) PublicHandler() http.Handler {
 			http.Error(w, fmt.Sprintf("no public image named %q", r.PathValue("name")), http.StatusNotFound)
 			return
 		}
-		im.ServeHTTP(w, r)
+		im.serve(w, r, true)
 	})
 }
 
 // ServeHTTP serves GET /img/{name}.
-func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request) { im.serve(w, r, false) }
+
+// serve serves an image; for the public, a failure says nothing of why (the
+// reason may name an internal address).
+func (im *Images) serve(w http.ResponseWriter, r *http.Request, public bool) {
 	name := r.PathValue("name")
 	e := im.entries[name]
 	if e == nil {
@@ -247,7 +258,10 @@ func (im *Images) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 	if img == nil {
 		msg := "the image has not been fetched yet"
-		if lastErr != nil {
+		switch {
+		case lastErr != nil && public:
+			msg = "the image source failed"
+		case lastErr != nil:
 			msg = "the image source failed: " + lastErr.Error()
 		}
 		http.Error(w, msg, http.StatusBadGateway)

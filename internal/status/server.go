@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labgate/labgate/internal/history"
@@ -42,6 +43,9 @@ type Server struct {
 	page *template.Template
 	css  template.CSS
 	mux  *http.ServeMux
+
+	cacheMu sync.Mutex // held while rendering: one rendering for everyone
+	cache   map[string]*rendered
 }
 
 // Days of uptime shown on the page and in the API.
@@ -60,8 +64,9 @@ func New(opts Options) *Server {
 	}
 	css, _ := assets.ReadFile("style.css")
 	s := &Server{
-		opts: opts,
-		css:  template.CSS(css),
+		opts:  opts,
+		cache: map[string]*rendered{},
+		css:   template.CSS(css),
 		page: template.Must(template.New("page.html").Funcs(template.FuncMap{
 			"color": colorOf,
 		}).ParseFS(assets, "page.html")),
@@ -115,6 +120,15 @@ func (s *Server) snapshot() Snapshot {
 	if snap.Relay != nil {
 		rel := *snap.Relay
 		rel.Address, rel.Cause = "", ""
+		// A failed measurement's error names addresses: the public learns
+		// only that it failed.
+		rel.Samples = make([]RelaySample, len(snap.Relay.Samples))
+		for i, smp := range snap.Relay.Samples {
+			if smp.Err != "" {
+				smp.Err = "failed"
+			}
+			rel.Samples[i] = smp
+		}
 		pub.Relay = &rel
 	}
 	return pub
@@ -168,6 +182,12 @@ type stateCount struct {
 }
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	s.serveRendered(w, r, "page", "text/html; charset=utf-8", s.renderPage)
+}
+
+// renderPage renders the status page.
+func (s *Server) renderPage() ([]byte, error) {
 	now := s.opts.Now()
 	snap := s.snapshot()
 	d := pageData{Title: s.opts.Title, CSS: s.css, Now: now.UTC().Format("2006-01-02 15:04:05 UTC"),
@@ -205,13 +225,65 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	if err := s.page.Execute(&buf, d); err != nil {
 		s.opts.Log.Error("rendering the status page", "error", err)
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// publicTTL is how long the public page and API reuse one rendering: the
+// page of 100 services takes tens of milliseconds to render, and the public
+// may ask for it as often as it likes.
+const publicTTL = 10 * time.Second
+
+// rendered is a cached rendering of the public page or API.
+type rendered struct {
+	at       time.Time
+	body, gz []byte // gz: nil when too small to be worth it
+}
+
+// serveRendered writes what render returns. For the public it is rendered
+// at most once every publicTTL, however many ask (they wait for the one
+// rendering), and gzipped once.
+func (s *Server) serveRendered(w http.ResponseWriter, r *http.Request, key, ctype string, render func() ([]byte, error)) {
+	var c *rendered
+	if s.opts.Public {
+		s.cacheMu.Lock()
+		c = s.cache[key]
+		if now := s.opts.Now(); c == nil || now.Sub(c.at) >= publicTTL || now.Before(c.at) {
+			c = nil
+			if body, err := render(); err == nil {
+				c = &rendered{at: now, body: body}
+				if len(body) >= 1024 {
+					var buf bytes.Buffer
+					zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+					_, _ = zw.Write(body)
+					_ = zw.Close()
+					c.gz = buf.Bytes()
+				}
+				s.cache[key] = c
+			}
+		}
+		s.cacheMu.Unlock()
+	} else if body, err := render(); err == nil {
+		c = &rendered{body: body}
+	}
+	if c == nil {
 		http.Error(w, "the status page could not be rendered; see labgate's log", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	writeBody(w, r, buf.Bytes())
+	if c.gz != nil {
+		w.Header().Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			w.Header().Set("Content-Encoding", "gzip")
+			_, _ = w.Write(c.gz)
+			return
+		}
+		_, _ = w.Write(c.body)
+		return
+	}
+	writeBody(w, r, c.body)
 }
 
 // writeBody writes a page or a JSON document, gzipped for clients that
@@ -403,14 +475,16 @@ func (s *Server) apiService(svc Service, now time.Time) (apiService, []history.B
 }
 
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
-	now := s.opts.Now()
-	snap := s.snapshot()
-	out := apiStatus{Time: now.UTC(), Revision: snap.Revision, Generation: snap.Generation, Relay: snap.Relay, Services: []apiService{}}
-	for _, svc := range snap.Services {
-		a, _ := s.apiService(svc, now)
-		out.Services = append(out.Services, a)
-	}
-	writeJSON(w, r, out)
+	s.serveRendered(w, r, "api", "application/json", func() ([]byte, error) {
+		now := s.opts.Now()
+		snap := s.snapshot()
+		out := apiStatus{Time: now.UTC(), Revision: snap.Revision, Generation: snap.Generation, Relay: snap.Relay, Services: []apiService{}}
+		for _, svc := range snap.Services {
+			a, _ := s.apiService(svc, now)
+			out.Services = append(out.Services, a)
+		}
+		return jsonBody(out), nil
+	})
 }
 
 func (s *Server) serveService(w http.ResponseWriter, r *http.Request) {
@@ -442,11 +516,15 @@ func (s *Server) serveService(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, r *http.Request, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
+	writeBody(w, r, jsonBody(v))
+}
+
+func jsonBody(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-	writeBody(w, r, buf.Bytes())
+	return buf.Bytes()
 }
 
 // Badges and charts: stable URLs for READMEs. They carry an ETag (a hash
