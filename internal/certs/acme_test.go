@@ -337,3 +337,50 @@ func TestACMEFailureEvent(t *testing.T) {
 		t.Errorf("handshake without a certificate: %v", err)
 	}
 }
+
+// blockingDNS presents DNS-01 records through pebble's, but holds every
+// SetTXT until its context ends, and says when that happened.
+type blockingDNS struct {
+	*testacme.Pebble
+	presented chan string
+	cancelled chan string
+}
+
+func (b *blockingDNS) SetTXT(ctx context.Context, fqdn, value string) error {
+	b.presented <- fqdn
+	<-ctx.Done()
+	b.cancelled <- fqdn
+	return ctx.Err()
+}
+
+// TestACMERemovedNameStopsObtaining: a name removed from the file while its
+// certificate is being obtained (or retried after failures) is no longer
+// worked on: certmagic's retries would otherwise go on against the CA for
+// days for a name nobody serves.
+func TestACMERemovedNameStopsObtaining(t *testing.T) {
+	p := pebbleLab.Pebble(t)
+	bd := &blockingDNS{Pebble: p, presented: make(chan string, 10), cancelled: make(chan string, 10)}
+	e := newACMEEnv(t, p, t.TempDir(), dns01, func(o *ACMEOptions) { o.DNS = bd })
+	e.manage("typo.dns.test", "kept.dns.test")
+	for range 2 {
+		select {
+		case <-bd.presented:
+		case <-time.After(90 * time.Second):
+			t.Fatal("no DNS-01 record presented after 90s")
+		}
+	}
+	e.manage("kept.dns.test")
+	select {
+	case n := <-bd.cancelled:
+		if n != "_acme-challenge.typo.dns.test." {
+			t.Errorf("cancelled the challenge of %s, want only typo.dns.test's", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the obtain of a name no longer managed still runs 30s later")
+	}
+	select {
+	case n := <-bd.cancelled:
+		t.Errorf("the challenge of %s was cancelled too; that name is still managed", n)
+	default:
+	}
+}
