@@ -62,7 +62,7 @@ func (f *FileOwnership) Synthesize(current []Record, zone, owner string) ([]Reco
 	}
 	out := slices.Clone(current)
 	for _, k := range st.Records {
-		out = append(out, Record{Name: OwnerName(k.Name, k.Type), Type: "TXT", Values: []string{OwnerValue(owner)}})
+		out = append(out, Record{Name: ownerNameIn(zone, k.Name, k.Type), Type: "TXT", Values: []string{OwnerValue(owner)}})
 	}
 	return out, nil
 }

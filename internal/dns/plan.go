@@ -86,6 +86,14 @@ type owned struct {
 // owned, owned by someone else, or breaking the rule that a CNAME is alone at
 // its name) is a conflict and left as it is. Plan is pure.
 func Plan(current, desired []Record, owner string) Changeset {
+	return PlanZone(current, desired, owner, "")
+}
+
+// PlanZone is Plan for the zone named zone, whose apex keeps its ownership
+// records inside the zone (see ownerNameIn); "" plans as Plan, with
+// ExternalDNS's names everywhere.
+func PlanZone(current, desired []Record, owner, zone string) Changeset {
+	zone = normName(zone)
 	cur := map[Key]Record{}
 	for _, r := range current {
 		r = Normalize(r)
@@ -110,7 +118,7 @@ func Plan(current, desired []Record, owner string) Changeset {
 		records[k] = r
 		types[k.Name] = append(types[k.Name], k.Type)
 	}
-	ownerOf := func(k Key) owned { return owners[OwnerName(k.Name, k.Type)] }
+	ownerOf := func(k Key) owned { return owners[ownerNameIn(zone, k.Name, k.Type)] }
 
 	want := map[Key]Record{}
 	for _, d := range desired {
@@ -127,7 +135,7 @@ func Plan(current, desired []Record, owner string) Changeset {
 		}
 	}
 	for name, o := range owners {
-		k, ok := ownedKey(name)
+		k, ok := ownedKeyIn(zone, name)
 		if !ok || o.owner != owner {
 			continue
 		}
@@ -178,7 +186,7 @@ func Plan(current, desired []Record, owner string) Changeset {
 			cs.Changes = append(cs.Changes, Change{Action: Update, Record: d, Old: Record{Name: k.Name, Type: k.Type}, Owner: o.txt})
 			continue
 		}
-		txt := Record{Name: OwnerName(k.Name, k.Type), Type: "TXT", TTL: d.TTL, Values: []string{OwnerValue(owner)}}
+		txt := Record{Name: ownerNameIn(zone, k.Name, k.Type), Type: "TXT", TTL: d.TTL, Values: []string{OwnerValue(owner)}}
 		cs.Changes = append(cs.Changes, Change{Action: Create, Record: d, Owner: txt})
 	}
 	order := map[Action]int{Delete: 0, Update: 1, Create: 2}

@@ -308,3 +308,47 @@ func TestRFC2136Unreachable(t *testing.T) {
 		t.Errorf("error does not say what to check: %v", err)
 	}
 }
+
+// TestRFC2136Apex: records at the zone's apex (a service whose host is the
+// domain itself) get an ownership record inside the zone, so they are
+// created, found in place the next time, and deleted when no longer wanted.
+// ExternalDNS's name for it (a-example.org) would be outside example.org:
+// the server refuses the update, and every reconciliation failed.
+func TestRFC2136Apex(t *testing.T) {
+	b, p := startBIND(t)
+	z := &Zone{Provider: p, Owner: "homelab", Desired: Desired{Zone: "example.org", Records: []Record{
+		{Name: "example.org", Type: "A", TTL: 300, Values: []string{"203.0.113.7"}},
+	}}}
+	ctx := context.Background()
+	run := func() Changeset {
+		t.Helper()
+		cs, err := z.Plan(ctx)
+		if err != nil {
+			t.Fatalf("Plan: %v", err)
+		}
+		if _, err := z.Apply(ctx, cs); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		return cs
+	}
+	if cs := run(); cs.Count(Create) != 1 {
+		t.Fatalf("first run: %v", actions(cs))
+	}
+	if got := query(t, b.Addr, "example.org", "A"); !slices.Equal(got, []string{"203.0.113.7"}) {
+		t.Errorf("apex A = %v", got)
+	}
+	if cs := run(); len(cs.Changes)+len(cs.Conflicts) != 0 || cs.Unchanged != 1 {
+		t.Fatalf("second run: %v; want nothing to do", actions(cs))
+	}
+	z.Desired.Records = nil
+	if cs := run(); cs.Count(Delete) != 1 {
+		t.Fatalf("third run: %v; want the apex A deleted", actions(cs))
+	}
+	if got := query(t, b.Addr, "example.org", "A"); len(got) != 0 {
+		t.Errorf("apex A still there: %v", got)
+	}
+	// The zone's own apex records (SOA, NS) were never labgate's.
+	if got := query(t, b.Addr, "example.org", "SOA"); len(got) != 1 {
+		t.Errorf("apex SOA = %v", got)
+	}
+}
