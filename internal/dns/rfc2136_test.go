@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
@@ -350,5 +351,40 @@ func TestRFC2136Apex(t *testing.T) {
 	// The zone's own apex records (SOA, NS) were never labgate's.
 	if got := query(t, b.Addr, "example.org", "SOA"); len(got) != 1 {
 		t.Errorf("apex SOA = %v", got)
+	}
+}
+
+// TestRFC2136CancelStopsWaiting: a server that takes the connection and
+// never answers does not hold a stopping reconciler for the exchange's
+// timeout: the end of the context closes the connection.
+func TestRFC2136CancelStopsWaiting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	p := &RFC2136{Server: ln.Addr().String(), Zone: "example.org", KeyName: "labgate", Secret: "c2VjcmV0", Timeout: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Apply(ctx, Change{Action: Create, Record: Record{Name: "x.example.org", Type: "A", TTL: 60, Values: []string{"192.0.2.1"}}})
+	}()
+	c := <-accepted
+	defer c.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Apply succeeded without an answer")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Apply still waits for the server 30s after its context ended")
 	}
 }
