@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -378,6 +379,9 @@ func TestRFC2136CancelStopsWaiting(t *testing.T) {
 	}()
 	c := <-accepted
 	defer c.Close()
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil { // the update is on its way
+		t.Fatal(err)
+	}
 	cancel()
 	select {
 	case err := <-done:
