@@ -116,7 +116,9 @@ func PlanZone(current, desired []Record, owner, zone string) Changeset {
 			}
 		}
 		records[k] = r
-		types[k.Name] = append(types[k.Name], k.Type)
+		if !serverKept[k.Type] {
+			types[k.Name] = append(types[k.Name], k.Type)
+		}
 	}
 	ownerOf := func(k Key) owned { return owners[ownerNameIn(zone, k.Name, k.Type)] }
 
@@ -189,12 +191,39 @@ func PlanZone(current, desired []Record, owner, zone string) Changeset {
 		txt := Record{Name: ownerNameIn(zone, k.Name, k.Type), Type: "TXT", TTL: d.TTL, Values: []string{OwnerValue(owner)}}
 		cs.Changes = append(cs.Changes, Change{Action: Create, Record: d, Owner: txt})
 	}
+	// A record of labgate's that a conflicting one was to replace stays
+	// (an A record when flatten is turned off and the CNAME cannot be
+	// written): deleting it would leave the name with neither.
+	held := map[string][]string{}
+	for _, c := range cs.Conflicts {
+		held[c.Record.Name] = nil
+	}
+	cs.Changes = slices.DeleteFunc(cs.Changes, func(c Change) bool {
+		if _, ok := held[c.Record.Name]; ok && c.Action == Delete && len(c.Record.Values) > 0 {
+			held[c.Record.Name] = append(held[c.Record.Name], c.Record.Type)
+			return true
+		}
+		return false
+	})
+	if len(cs.Changes) == 0 {
+		cs.Changes = nil
+	}
+	for i, c := range cs.Conflicts {
+		if kept := held[c.Record.Name]; len(kept) > 0 {
+			slices.Sort(kept)
+			cs.Conflicts[i].Reason += fmt.Sprintf("; labgate keeps its %s record there meanwhile", strings.Join(kept, ", "))
+		}
+	}
 	order := map[Action]int{Delete: 0, Update: 1, Create: 2}
 	slices.SortFunc(cs.Changes, func(a, b Change) int {
 		return cmp.Or(cmp.Compare(order[a.Action], order[b.Action]), cmp.Compare(a.Record.Name, b.Record.Name), cmp.Compare(a.Record.Type, b.Record.Type))
 	})
 	return cs
 }
+
+// serverKept are the types a DNSSEC-signing server keeps at every name it
+// signs: they stand in no CNAME's way.
+var serverKept = map[string]bool{"RRSIG": true, "NSEC": true, "NSEC3": true}
 
 // ownerIDs returns the owners named by an ownership TXT RRset, or false when
 // it is not one (any value that is not an ownership value makes it an
