@@ -323,6 +323,15 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 		ev.Name, _ = data["identifier"].(string)
 		ev.Renewal, _ = data["renewal"].(bool)
 		ev.Err, _ = data["error"].(error)
+		a.mu.Lock()
+		_, managed := a.managed[ev.Name]
+		a.mu.Unlock()
+		if !managed {
+			// The name left the file, which cancelled its obtain: no
+			// failure to report (nor to alert on).
+			a.log.Debug("certificate no longer wanted", "name", ev.Name, "error", ev.Err)
+			return nil
+		}
 	case "cached_managed_cert":
 		// Loaded from storage or obtained: export its expiry.
 		sans, _ := data["sans"].([]string)

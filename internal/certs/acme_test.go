@@ -384,3 +384,29 @@ func TestACMERemovedNameStopsObtaining(t *testing.T) {
 	default:
 	}
 }
+
+// TestACMERemovedNameNoFailure: the obtain a removal cancels ends in
+// certmagic's "cert_failed"; for a name no longer managed that is no
+// failure to count or alert on.
+func TestACMERemovedNameNoFailure(t *testing.T) {
+	var got []Event
+	reg := prometheus.NewRegistry()
+	a, err := NewACME(ACMEOptions{StateDir: t.TempDir(), Directory: "https://acme.invalid/directory", Metrics: NewMetrics(reg),
+		OnEvent: func(ev Event) { got = append(got, ev) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.mu.Lock()
+	a.managed["kept.lab.test"] = func() {}
+	a.mu.Unlock()
+	for _, n := range []string{"gone.lab.test", "kept.lab.test"} {
+		_ = a.onEvent(context.Background(), "cert_failed", map[string]any{"identifier": n, "renewal": false, "error": context.Canceled})
+	}
+	if len(got) != 1 || got[0].Name != "kept.lab.test" {
+		t.Errorf("events %+v, want only kept.lab.test's failure", got)
+	}
+	if n := testutil.ToFloat64(a.opts.Metrics.events.WithLabelValues("failed")); n != 1 {
+		t.Errorf("labgate_cert_events_total{event=failed} = %v, want 1", n)
+	}
+}
