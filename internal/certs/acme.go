@@ -326,9 +326,10 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 		a.mu.Lock()
 		_, managed := a.managed[ev.Name]
 		a.mu.Unlock()
-		if !managed {
-			// The name left the file, which cancelled its obtain: no
-			// failure to report (nor to alert on).
+		if !managed || a.ctx.Err() != nil {
+			// The name left the file, or the source was closed (a reload
+			// with other ACME settings, a stop), which cancelled its
+			// obtain: no failure to report (nor to alert on).
 			a.log.Debug("certificate no longer wanted", "name", ev.Name, "error", ev.Err)
 			return nil
 		}

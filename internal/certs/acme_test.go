@@ -409,4 +409,10 @@ func TestACMERemovedNameNoFailure(t *testing.T) {
 	if n := testutil.ToFloat64(a.opts.Metrics.events.WithLabelValues("failed")); n != 1 {
 		t.Errorf("labgate_cert_events_total{event=failed} = %v, want 1", n)
 	}
+	// Nor once the source is closed (a reload with other ACME settings).
+	a.Close()
+	_ = a.onEvent(context.Background(), "cert_failed", map[string]any{"identifier": "kept.lab.test", "renewal": false, "error": context.Canceled})
+	if len(got) != 1 {
+		t.Errorf("events after Close: %+v", got)
+	}
 }
