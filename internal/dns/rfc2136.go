@@ -275,6 +275,11 @@ func (p *RFC2136) update(ctx context.Context, m *dns.Msg) error {
 	if err != nil {
 		return fmt.Errorf("updating %s at %s: %w", p.Zone, p.Server, err)
 	}
+	if r.IsTsig() == nil {
+		// ReadMsg checks a signature that is there; one that is missing
+		// is an answer anyone on the path could have made up.
+		return fmt.Errorf("updating %s at %s: the answer (%s) is not signed with the TSIG key: it may not come from the server, and the change may not have been made", p.Zone, p.Server, dns.RcodeToString[r.Rcode])
+	}
 	switch r.Rcode {
 	case dns.RcodeSuccess:
 		return nil

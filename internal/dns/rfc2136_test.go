@@ -392,3 +392,25 @@ func TestRFC2136CancelStopsWaiting(t *testing.T) {
 		t.Fatal("Apply still waits for the server 30s after its context ended")
 	}
 }
+
+// TestRFC2136UnsignedAnswer: an answer to an update that does not carry
+// the TSIG signature (a forged one, or a server that is not the one
+// holding the key) is not taken for a success.
+func TestRFC2136UnsignedAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	}), MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }}
+	go func() { _ = srv.ActivateAndServe() }()
+	defer srv.Shutdown()
+	p := &RFC2136{Server: ln.Addr().String(), Zone: "example.org", KeyName: "labgate", Secret: "c2VjcmV0"}
+	err = p.Apply(context.Background(), Change{Action: Create, Record: Record{Name: "x.example.org", Type: "A", TTL: 60, Values: []string{"192.0.2.1"}}})
+	if err == nil || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("Apply with an unsigned NOERROR answer: %v, want an error", err)
+	}
+}
