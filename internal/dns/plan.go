@@ -116,7 +116,7 @@ func PlanZone(current, desired []Record, owner, zone string) Changeset {
 			}
 		}
 		records[k] = r
-		if !serverKept[k.Type] {
+		if !serverKept(k.Type) {
 			types[k.Name] = append(types[k.Name], k.Type)
 		}
 	}
@@ -221,9 +221,11 @@ func PlanZone(current, desired []Record, owner, zone string) Changeset {
 	return cs
 }
 
-// serverKept are the types a DNSSEC-signing server keeps at every name it
-// signs: they stand in no CNAME's way.
-var serverKept = map[string]bool{"RRSIG": true, "NSEC": true, "NSEC3": true}
+// serverKept reports whether typ is one a DNSSEC-signing server keeps at
+// every name it signs: such records stand in no CNAME's way.
+func serverKept(typ string) bool {
+	return typ == "RRSIG" || typ == "NSEC" || typ == "NSEC3"
+}
 
 // ownerIDs returns the owners named by an ownership TXT RRset, or false when
 // it is not one (any value that is not an ownership value makes it an
