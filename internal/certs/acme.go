@@ -119,8 +119,10 @@ type ACME struct {
 
 	decoy net.Listener // see NewACME
 
-	mu      sync.Mutex
-	managed map[string]bool
+	mu sync.Mutex
+	// managed are the names of the last Manage, each with what cancels its
+	// background work (obtaining, with its retries) once it is dropped.
+	managed map[string]context.CancelFunc
 
 	closeOnce sync.Once
 }
@@ -148,7 +150,7 @@ func NewACME(opts ACMEOptions) (*ACME, error) {
 		opts:    opts,
 		log:     log,
 		storage: &certmagic.FileStorage{Path: filepath.Join(opts.StateDir, "acme")},
-		managed: map[string]bool{},
+		managed: map[string]context.CancelFunc{},
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
@@ -237,8 +239,12 @@ func (a *ACME) Manage(names []string) Source {
 	}
 	a.mu.Lock()
 	var remove []certmagic.SubjectIssuer
-	for n := range a.managed {
+	for n, stop := range a.managed {
 		if !want[n] {
+			// An obtain still retrying (a name that keeps failing) stops
+			// here: certmagic would otherwise retry it against the CA for
+			// days after the name left the file.
+			stop()
 			delete(a.managed, n)
 			remove = append(remove, certmagic.SubjectIssuer{Subject: n})
 			if m := a.opts.Metrics; m != nil {
@@ -246,9 +252,11 @@ func (a *ACME) Manage(names []string) Source {
 			}
 		}
 	}
+	ctxs := map[string]context.Context{}
 	for n := range want {
-		if !a.managed[n] {
-			a.managed[n] = true
+		if _, ok := a.managed[n]; !ok {
+			ctx, cancel := context.WithCancel(a.ctx)
+			a.managed[n], ctxs[n] = cancel, ctx
 			add = append(add, n)
 		}
 	}
@@ -257,9 +265,9 @@ func (a *ACME) Manage(names []string) Source {
 	if len(remove) > 0 {
 		a.cache.RemoveManaged(remove)
 	}
-	if len(add) > 0 {
-		if err := a.cfg.ManageAsync(a.ctx, add); err != nil {
-			a.log.Error("certificates: starting management", "names", add, "error", err)
+	for _, n := range add {
+		if err := a.cfg.ManageAsync(ctxs[n], []string{n}); err != nil {
+			a.log.Error("certificates: starting management", "name", n, "error", err)
 		}
 	}
 	return src
@@ -315,6 +323,16 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 		ev.Name, _ = data["identifier"].(string)
 		ev.Renewal, _ = data["renewal"].(bool)
 		ev.Err, _ = data["error"].(error)
+		a.mu.Lock()
+		_, managed := a.managed[ev.Name]
+		a.mu.Unlock()
+		if !managed || a.ctx.Err() != nil {
+			// The name left the file, or the source was closed (a reload
+			// with other ACME settings, a stop), which cancelled its
+			// obtain: no failure to report (nor to alert on).
+			a.log.Debug("certificate no longer wanted", "name", ev.Name, "error", ev.Err)
+			return nil
+		}
 	case "cached_managed_cert":
 		// Loaded from storage or obtained: export its expiry.
 		sans, _ := data["sans"].([]string)
@@ -348,7 +366,7 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 
 func (a *ACME) setExpiry(name string, t time.Time) {
 	a.mu.Lock()
-	managed := a.managed[name]
+	_, managed := a.managed[name]
 	a.mu.Unlock()
 	if m := a.opts.Metrics; m != nil && managed {
 		m.expiry.WithLabelValues(name).Set(float64(t.Unix()))

@@ -337,3 +337,82 @@ func TestACMEFailureEvent(t *testing.T) {
 		t.Errorf("handshake without a certificate: %v", err)
 	}
 }
+
+// blockingDNS presents DNS-01 records through pebble's, but holds every
+// SetTXT until its context ends, and says when that happened.
+type blockingDNS struct {
+	*testacme.Pebble
+	presented chan string
+	cancelled chan string
+}
+
+func (b *blockingDNS) SetTXT(ctx context.Context, fqdn, value string) error {
+	b.presented <- fqdn
+	<-ctx.Done()
+	b.cancelled <- fqdn
+	return ctx.Err()
+}
+
+// TestACMERemovedNameStopsObtaining: a name removed from the file while its
+// certificate is being obtained (or retried after failures) is no longer
+// worked on: certmagic's retries would otherwise go on against the CA for
+// days for a name nobody serves.
+func TestACMERemovedNameStopsObtaining(t *testing.T) {
+	p := pebbleLab.Pebble(t)
+	bd := &blockingDNS{Pebble: p, presented: make(chan string, 10), cancelled: make(chan string, 10)}
+	e := newACMEEnv(t, p, t.TempDir(), dns01, func(o *ACMEOptions) { o.DNS = bd })
+	e.manage("typo.dns.test", "kept.dns.test")
+	for range 2 {
+		select {
+		case <-bd.presented:
+		case <-time.After(90 * time.Second):
+			t.Fatal("no DNS-01 record presented after 90s")
+		}
+	}
+	e.manage("kept.dns.test")
+	select {
+	case n := <-bd.cancelled:
+		if n != "_acme-challenge.typo.dns.test." {
+			t.Errorf("cancelled the challenge of %s, want only typo.dns.test's", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the obtain of a name no longer managed still runs 30s later")
+	}
+	select {
+	case n := <-bd.cancelled:
+		t.Errorf("the challenge of %s was cancelled too; that name is still managed", n)
+	default:
+	}
+}
+
+// TestACMERemovedNameNoFailure: the obtain a removal cancels ends in
+// certmagic's "cert_failed"; for a name no longer managed that is no
+// failure to count or alert on.
+func TestACMERemovedNameNoFailure(t *testing.T) {
+	var got []Event
+	reg := prometheus.NewRegistry()
+	a, err := NewACME(ACMEOptions{StateDir: t.TempDir(), Directory: "https://acme.invalid/directory", Metrics: NewMetrics(reg),
+		OnEvent: func(ev Event) { got = append(got, ev) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.mu.Lock()
+	a.managed["kept.lab.test"] = func() {}
+	a.mu.Unlock()
+	for _, n := range []string{"gone.lab.test", "kept.lab.test"} {
+		_ = a.onEvent(context.Background(), "cert_failed", map[string]any{"identifier": n, "renewal": false, "error": context.Canceled})
+	}
+	if len(got) != 1 || got[0].Name != "kept.lab.test" {
+		t.Errorf("events %+v, want only kept.lab.test's failure", got)
+	}
+	if n := testutil.ToFloat64(a.opts.Metrics.events.WithLabelValues("failed")); n != 1 {
+		t.Errorf("labgate_cert_events_total{event=failed} = %v, want 1", n)
+	}
+	// Nor once the source is closed (a reload with other ACME settings).
+	a.Close()
+	_ = a.onEvent(context.Background(), "cert_failed", map[string]any{"identifier": "kept.lab.test", "renewal": false, "error": context.Canceled})
+	if len(got) != 1 {
+		t.Errorf("events after Close: %+v", got)
+	}
+}

@@ -62,11 +62,23 @@ func (r *dnsRunner) update(cfg *config.Config, log *slog.Logger) {
 	var next *dns.Server
 	if len(want) > 0 {
 		var err error
-		if next, err = dns.Listen(want, log); err != nil {
-			log.Error("the embedded DNS server cannot listen", "error", err)
-			if r.srv != nil {
-				r.srv.Update(cfg)
+		next, err = dns.Listen(want, log)
+		if err != nil && r.srv != nil {
+			// The new addresses may share a port with the running server's
+			// (an address added next to one it has): free them and try
+			// again, and bind the old ones again if that fails too.
+			old := r.srvAddrs
+			r.stopServerLocked()
+			if next, err = dns.Listen(want, log); err != nil {
+				log.Error("the embedded DNS server cannot listen", "error", err)
+				if next, err = dns.Listen(old, log); err != nil {
+					log.Error("the embedded DNS server cannot listen again on its previous addresses", "error", err)
+					return
+				}
+				want = old
 			}
+		} else if err != nil {
+			log.Error("the embedded DNS server cannot listen", "error", err)
 			return
 		}
 	}

@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
 
+	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/testpeer"
 )
 
@@ -98,4 +101,51 @@ dns:
 	waitFor(t, "labgate_dns_reconcile_success 1", func() bool {
 		return strings.Contains(scrape(t, l.addr(admin)), "\nlabgate_dns_reconcile_success 1\n")
 	})
+}
+
+// TestDNSServerAddsAnAddress: a reload that adds a listen address next to
+// one the embedded server already has (same port) answers on both; binding
+// the new set while the old one held the port used to fail, and the server
+// kept its old addresses until a restart.
+func TestDNSServerAddsAnAddress(t *testing.T) {
+	port := testpeer.FreePort(t, "127.0.0.42")
+	a, b := net.JoinHostPort("127.0.0.42", port), net.JoinHostPort("127.0.0.43", port)
+	cfgFor := func(listen ...string) *config.Config {
+		t.Helper()
+		var quoted []string
+		for _, l := range listen {
+			quoted = append(quoted, strconv.Quote(l))
+		}
+		cfg, err := config.Parse("lab.yaml", []byte(`version: 1
+domain: lab.test
+gateway:
+  private: {https: ["127.0.0.21:443"]}
+dns:
+  serve: { listen: [`+strings.Join(quoted, ", ")+`] }
+services:
+  - {name: vault, host: vault, backend: "http://192.0.2.20:8080"}
+`), config.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	r := newDNSRunner(nil, nil)
+	defer r.stop()
+	log := slog.New(slog.DiscardHandler)
+	r.update(cfgFor(a), log)
+	if got := lookup(a, "vault.lab.test", dns.TypeA); !slices.Equal(got, []string{"127.0.0.21"}) {
+		t.Fatalf("first address: vault A = %v", got)
+	}
+	r.update(cfgFor(a, b), log)
+	for _, addr := range []string{a, b} {
+		if got := lookup(addr, "vault.lab.test", dns.TypeA); !slices.Equal(got, []string{"127.0.0.21"}) {
+			t.Errorf("%s after adding %s: vault A = %v", addr, b, got)
+		}
+	}
+	// An address that cannot be bound keeps the server on the ones it had.
+	r.update(cfgFor(a, "192.0.2.1:"+port), log)
+	if got := lookup(a, "vault.lab.test", dns.TypeA); !slices.Equal(got, []string{"127.0.0.21"}) {
+		t.Errorf("after a failed bind: vault A = %v, want the server still answering", got)
+	}
 }

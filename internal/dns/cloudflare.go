@@ -311,15 +311,32 @@ func (p *Cloudflare) Apply(ctx context.Context, c Change) error {
 				return fmt.Errorf("%w (%s now has a %s record, and a CNAME must be alone at its name)", ErrChanged, rec.Name, r.Type)
 			}
 		}
+		// The ownership record first (a record never stands without it),
+		// and taken back with what was made if the record cannot be
+		// written: left alone, it would claim whatever is put at that name
+		// later, by hand.
+		var made []string
+		undo := func(err error) error {
+			for _, id := range slices.Backward(made) {
+				if rerr := p.remove(context.WithoutCancel(ctx), zid, id); rerr != nil {
+					return fmt.Errorf("%w (and removing what was made of it failed: %v)", err, rerr)
+				}
+			}
+			return err
+		}
 		if c.Owner.Name != "" {
-			if err := p.create(ctx, zid, c.Owner, c.Owner.Values[0]); err != nil {
+			id, err := p.create(ctx, zid, c.Owner, c.Owner.Values[0])
+			if err != nil {
 				return err
 			}
+			made = append(made, id)
 		}
 		for _, v := range rec.Values {
-			if err := p.create(ctx, zid, rec, v); err != nil {
-				return err
+			id, err := p.create(ctx, zid, rec, v)
+			if err != nil {
+				return undo(err)
 			}
+			made = append(made, id)
 		}
 		return nil
 	case Update, Delete:
@@ -373,7 +390,7 @@ func (p *Cloudflare) Apply(ctx context.Context, c Change) error {
 			spare = spare[1:]
 			continue
 		}
-		if err := p.create(ctx, zid, rec, v); err != nil {
+		if _, err := p.create(ctx, zid, rec, v); err != nil {
 			return err
 		}
 	}
@@ -402,9 +419,17 @@ func (p *Cloudflare) body(r Record, v string) cfRecord {
 	return b
 }
 
-func (p *Cloudflare) create(ctx context.Context, zid string, r Record, v string) error {
-	_, err := p.call(ctx, http.MethodPost, "/zones/"+zid+"/dns_records", nil, p.body(r, v))
-	return err
+// create makes one record and returns its id.
+func (p *Cloudflare) create(ctx context.Context, zid string, r Record, v string) (string, error) {
+	resp, err := p.call(ctx, http.MethodPost, "/zones/"+zid+"/dns_records", nil, p.body(r, v))
+	if err != nil {
+		return "", err
+	}
+	var made cfRecord
+	if err := json.Unmarshal(resp.Result, &made); err != nil || made.ID == "" {
+		return "", fmt.Errorf("cloudflare POST /zones/%s/dns_records: the answer names no record id", zid)
+	}
+	return made.ID, nil
 }
 
 func (p *Cloudflare) patch(ctx context.Context, zid, id string, r Record, v string) error {
@@ -434,7 +459,8 @@ func (p *Cloudflare) SetTXT(ctx context.Context, fqdn, value string) error {
 	if slices.Contains(values(cur), value) {
 		return nil
 	}
-	return p.create(ctx, zid, Record{Name: name, Type: "TXT", TTL: 60}, value)
+	_, err = p.create(ctx, zid, Record{Name: name, Type: "TXT", TTL: 60}, value)
+	return err
 }
 
 // DeleteTXT removes every record at fqdn holding exactly value.

@@ -34,6 +34,9 @@ type fakeCloudflare struct {
 	records []cfRecord
 	nextID  int
 	calls   []string // "METHOD path"
+	// refuse, if set, says whether a new record is refused (as the API
+	// does, for one the fake does not model, or a rate limit).
+	refuse func(cfRecord) bool
 }
 
 func newFakeCloudflare(t *testing.T, records ...cfRecord) (*fakeCloudflare, *httptest.Server) {
@@ -124,6 +127,10 @@ func (f *fakeCloudflare) records1(w http.ResponseWriter, r *http.Request, rest [
 		}
 		if code, msg := f.invalid(in, ""); code != 0 {
 			f.fail(w, http.StatusBadRequest, code, msg)
+			return
+		}
+		if f.refuse != nil && f.refuse(in) {
+			f.fail(w, http.StatusTooManyRequests, 971, "Please wait and consider throttling your request speed")
 			return
 		}
 		f.ok(w, f.add(in), nil)
@@ -400,5 +407,36 @@ func TestCloudflareProxiedToggle(t *testing.T) {
 	// Proxied records come back with TTL 1 (automatic): in sync, not updated again.
 	if cs := reconcileOnce(t, p, []Record{www}, "homelab"); len(cs.Changes) != 0 {
 		t.Fatalf("third run: %v", actions(cs))
+	}
+}
+
+// TestCloudflareFailedCreateLeavesNoOwnership: when the record itself
+// cannot be written after its ownership record was, the ownership record is
+// taken back; left behind, it would make labgate treat a record someone
+// later puts at that name by hand as its own, and overwrite it.
+func TestCloudflareFailedCreateLeavesNoOwnership(t *testing.T) {
+	ctx := context.Background()
+	f, srv := newFakeCloudflare(t)
+	p := &Cloudflare{Token: f.token, Zone: "example.org", BaseURL: srv.URL, Client: srv.Client()}
+	f.refuse = func(r cfRecord) bool { return r.Type == "A" && r.Content == "203.0.113.8" }
+	desired := []Record{{Name: "relay.example.org", Type: "A", TTL: 300, Values: []string{"203.0.113.7", "203.0.113.8"}}}
+	cs := Plan(nil, desired, "homelab")
+	if err := p.Apply(ctx, cs.Changes[0]); err == nil {
+		t.Fatal("Apply succeeded although the API refused a record")
+	}
+	if got := f.state(); len(got) != 0 {
+		t.Errorf("left after the failed create: %v, want nothing", got)
+	}
+	// A record made by hand at that name afterwards is not labgate's.
+	f.refuse = nil
+	f.mu.Lock()
+	f.add(cfRecord{Type: "A", Name: "relay.example.org", Content: "198.51.100.1", TTL: 300})
+	f.mu.Unlock()
+	cur, err := p.Records(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := Plan(cur, desired, "homelab"); len(cs.Changes) != 0 || len(cs.Conflicts) != 1 {
+		t.Errorf("plan after a hand-made record: %v, want a conflict only", actions(cs))
 	}
 }

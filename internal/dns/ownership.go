@@ -29,8 +29,14 @@ type ownershipState struct {
 	Zone    string `json:"zone"`
 	Owner   string `json:"owner"`
 	Records []Key  `json:"records"` // sorted
+	// Others are the lists of other zones or owner ids (the file's dns.zone
+	// or dns.owner before a change): kept, so that changing them back finds
+	// labgate's records labgate's again.
+	Others []ownershipState `json:"others,omitempty"`
 }
 
+// load returns the list of (zone, owner), with the lists of the others in
+// its Others.
 func (f *FileOwnership) load(zone, owner string) (ownershipState, error) {
 	st := ownershipState{Zone: zone, Owner: owner}
 	data, err := os.ReadFile(f.Path)
@@ -44,11 +50,16 @@ func (f *FileOwnership) load(zone, owner string) (ownershipState, error) {
 	if err := json.Unmarshal(data, &disk); err != nil {
 		return st, fmt.Errorf("%s: %w (move it away to start over: labgate then owns nothing)", f.Path, err)
 	}
-	if disk.Zone != zone || disk.Owner != owner {
-		// Another zone or owner: what it lists is not ours here.
-		return st, nil
+	all := append([]ownershipState{{Zone: disk.Zone, Owner: disk.Owner, Records: disk.Records}}, disk.Others...)
+	for _, o := range all {
+		switch {
+		case o.Zone == zone && o.Owner == owner:
+			st.Records = o.Records
+		case len(o.Records) > 0:
+			st.Others = append(st.Others, ownershipState{Zone: o.Zone, Owner: o.Owner, Records: o.Records})
+		}
 	}
-	return disk, nil
+	return st, nil
 }
 
 // Synthesize returns current plus an ownership record for every RRset the
@@ -62,7 +73,7 @@ func (f *FileOwnership) Synthesize(current []Record, zone, owner string) ([]Reco
 	}
 	out := slices.Clone(current)
 	for _, k := range st.Records {
-		out = append(out, Record{Name: OwnerName(k.Name, k.Type), Type: "TXT", Values: []string{OwnerValue(owner)}})
+		out = append(out, Record{Name: ownerNameIn(zone, k.Name, k.Type), Type: "TXT", Values: []string{OwnerValue(owner)}})
 	}
 	return out, nil
 }

@@ -88,4 +88,18 @@ func TestFileOwnershipAgainstBIND(t *testing.T) {
 	if diff := cmp.Diff([]string{"conflict relay.example.org A"}, run(relay)); diff != "" {
 		t.Errorf("another owner (-want +got):\n%s", diff)
 	}
+	// It writes a record of its own; changing dns.owner back finds the
+	// first owner's records its own again (the file kept both lists).
+	other := a("other.example.org", "192.0.2.9")
+	if diff := cmp.Diff([]string{"create other.example.org A 192.0.2.9", "conflict relay.example.org A"}, run(relay, other)); diff != "" {
+		t.Errorf("another owner's create (-want +got):\n%s", diff)
+	}
+	z.Owner = "homelab"
+	if got := run(relay); len(got) != 0 {
+		t.Errorf("back to the first owner: %v; want relay in place, other.example.org left to its owner", got)
+	}
+	z.Owner = "other"
+	if diff := cmp.Diff([]string{"delete other.example.org A 192.0.2.9"}, run()); diff != "" {
+		t.Errorf("the other owner again (-want +got):\n%s", diff)
+	}
 }

@@ -86,6 +86,14 @@ type owned struct {
 // owned, owned by someone else, or breaking the rule that a CNAME is alone at
 // its name) is a conflict and left as it is. Plan is pure.
 func Plan(current, desired []Record, owner string) Changeset {
+	return PlanZone(current, desired, owner, "")
+}
+
+// PlanZone is Plan for the zone named zone, whose apex keeps its ownership
+// records inside the zone (see ownerNameIn); "" plans as Plan, with
+// ExternalDNS's names everywhere.
+func PlanZone(current, desired []Record, owner, zone string) Changeset {
+	zone = normName(zone)
 	cur := map[Key]Record{}
 	for _, r := range current {
 		r = Normalize(r)
@@ -108,9 +116,11 @@ func Plan(current, desired []Record, owner string) Changeset {
 			}
 		}
 		records[k] = r
-		types[k.Name] = append(types[k.Name], k.Type)
+		if !serverKept(k.Type) {
+			types[k.Name] = append(types[k.Name], k.Type)
+		}
 	}
-	ownerOf := func(k Key) owned { return owners[OwnerName(k.Name, k.Type)] }
+	ownerOf := func(k Key) owned { return owners[ownerNameIn(zone, k.Name, k.Type)] }
 
 	want := map[Key]Record{}
 	for _, d := range desired {
@@ -127,7 +137,7 @@ func Plan(current, desired []Record, owner string) Changeset {
 		}
 	}
 	for name, o := range owners {
-		k, ok := ownedKey(name)
+		k, ok := ownedKeyIn(zone, name)
 		if !ok || o.owner != owner {
 			continue
 		}
@@ -178,14 +188,43 @@ func Plan(current, desired []Record, owner string) Changeset {
 			cs.Changes = append(cs.Changes, Change{Action: Update, Record: d, Old: Record{Name: k.Name, Type: k.Type}, Owner: o.txt})
 			continue
 		}
-		txt := Record{Name: OwnerName(k.Name, k.Type), Type: "TXT", TTL: d.TTL, Values: []string{OwnerValue(owner)}}
+		txt := Record{Name: ownerNameIn(zone, k.Name, k.Type), Type: "TXT", TTL: d.TTL, Values: []string{OwnerValue(owner)}}
 		cs.Changes = append(cs.Changes, Change{Action: Create, Record: d, Owner: txt})
+	}
+	// A record of labgate's that a conflicting one was to replace stays
+	// (an A record when flatten is turned off and the CNAME cannot be
+	// written): deleting it would leave the name with neither.
+	held := map[string][]string{}
+	for _, c := range cs.Conflicts {
+		held[c.Record.Name] = nil
+	}
+	cs.Changes = slices.DeleteFunc(cs.Changes, func(c Change) bool {
+		if _, ok := held[c.Record.Name]; ok && c.Action == Delete && len(c.Record.Values) > 0 {
+			held[c.Record.Name] = append(held[c.Record.Name], c.Record.Type)
+			return true
+		}
+		return false
+	})
+	if len(cs.Changes) == 0 {
+		cs.Changes = nil
+	}
+	for i, c := range cs.Conflicts {
+		if kept := held[c.Record.Name]; len(kept) > 0 {
+			slices.Sort(kept)
+			cs.Conflicts[i].Reason += fmt.Sprintf("; labgate keeps its %s record there meanwhile", strings.Join(kept, ", "))
+		}
 	}
 	order := map[Action]int{Delete: 0, Update: 1, Create: 2}
 	slices.SortFunc(cs.Changes, func(a, b Change) int {
 		return cmp.Or(cmp.Compare(order[a.Action], order[b.Action]), cmp.Compare(a.Record.Name, b.Record.Name), cmp.Compare(a.Record.Type, b.Record.Type))
 	})
 	return cs
+}
+
+// serverKept reports whether typ is one a DNSSEC-signing server keeps at
+// every name it signs: such records stand in no CNAME's way.
+func serverKept(typ string) bool {
+	return typ == "RRSIG" || typ == "NSEC" || typ == "NSEC3"
 }
 
 // ownerIDs returns the owners named by an ownership TXT RRset, or false when

@@ -157,6 +157,30 @@ func TestPlan(t *testing.T) {
 			want: Changeset{Changes: []Change{{Action: Create, Record: a("mail.example.org", "203.0.113.7"),
 				Owner: txt("a-mail.example.org", mine)}}},
 		},
+		{
+			// A zone signed by the server (BIND's inline signing) lists
+			// RRSIG and NSEC records at every name; the server keeps them,
+			// and a CNAME may replace the A records they sign.
+			name: "DNSSEC records do not stand in a CNAME's way",
+			current: []Record{a("vault.example.org", "192.0.2.1"), txt("a-vault.example.org", mine),
+				{Name: "vault.example.org", Type: "RRSIG", TTL: 300, Values: []string{"A 13 3 300 20261231000000 20261101000000 12345 example.org. c2ln"}},
+				{Name: "vault.example.org", Type: "NSEC", TTL: 300, Values: []string{"www.example.org. A RRSIG NSEC"}}},
+			desired: []Record{cname("vault.example.org", "private-relay.example.org")},
+			want: Changeset{Changes: []Change{
+				{Action: Delete, Record: a("vault.example.org", "192.0.2.1"), Owner: txt("a-vault.example.org", mine)},
+				{Action: Create, Record: cname("vault.example.org", "private-relay.example.org"), Owner: txt("cname-vault.example.org", mine)},
+			}},
+		},
+		{
+			// flatten turned off while a hand-made TXT stands at the name:
+			// the CNAME cannot be written, and labgate's A record stays
+			// rather than leave the name with nothing.
+			name:    "a record a conflicting CNAME was to replace stays",
+			current: []Record{a("vault.example.org", "192.0.2.1"), txt("a-vault.example.org", mine), txt("vault.example.org", "google-site-verification=x")},
+			desired: []Record{cname("vault.example.org", "private-relay.example.org")},
+			want: Changeset{Conflicts: []Conflict{{cname("vault.example.org", "private-relay.example.org"),
+				"a CNAME must be alone at its name, and vault.example.org has TXT records not owned by labgate; labgate keeps its A record there meanwhile"}}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -234,5 +235,77 @@ func TestReconcilerStatusAcrossUpdates(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// gateProvider holds every listing until it is let through, and counts
+// how many run at once.
+type gateProvider struct {
+	memProvider
+	gate           chan struct{}
+	inFlight, most int
+}
+
+func (g *gateProvider) Records(ctx context.Context) ([]Record, error) {
+	g.mu.Lock()
+	g.inFlight++
+	g.most = max(g.most, g.inFlight)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inFlight--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.memProvider.Records(ctx)
+}
+
+// TestReconcilerCoalescesReloads: configs arriving while a reconciliation
+// runs do not start others beside it; once it ends, only the newest
+// config is reconciled, and a stop ends the run in progress.
+func TestReconcilerCoalescesReloads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gateProvider{memProvider: memProvider{records: map[Key]Record{}}, gate: make(chan struct{})}
+		var built []uint32
+		r := NewReconciler(ReconcilerOptions{
+			NewZone: func(cfg *config.Config) (*Zone, error) {
+				built = append(built, cfg.DNS.TTL)
+				return &Zone{Provider: g, Owner: "homelab", Desired: Desired{Zone: "example.org",
+					Records: []Record{{Name: "relay.example.org", Type: "A", TTL: cfg.DNS.TTL, Values: []string{"203.0.113.7"}}}}}, nil
+			},
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		r.Update(&config.Config{DNS: config.DNS{Interval: time.Hour, TTL: 1}})
+		synctest.Wait() // the first reconciliation waits in its listing
+		for ttl := uint32(2); ttl <= 6; ttl++ {
+			r.Update(&config.Config{DNS: config.DNS{Interval: time.Hour, TTL: ttl}})
+		}
+		synctest.Wait()
+		g.gate <- struct{}{} // the first listing ends; the newest config follows
+		synctest.Wait()
+		if !slices.Equal(built, []uint32{1, 6}) {
+			t.Errorf("zones built for the configs with TTL %v, want 1 then 6 only", built)
+		}
+		g.gate <- struct{}{}
+		synctest.Wait()
+		if _, applied := g.state(); len(applied) != 2 || !strings.HasPrefix(applied[1], "update relay.example.org A") {
+			t.Errorf("applied %v, want a create (TTL 1) then an update (TTL 6)", applied)
+		}
+		// A reconciliation in progress when the reconciler stops.
+		r.Update(&config.Config{DNS: config.DNS{Interval: time.Hour, TTL: 7}})
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if g.most != 1 {
+			t.Errorf("%d listings ran at once, want 1", g.most)
+		}
 	})
 }

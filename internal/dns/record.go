@@ -92,6 +92,27 @@ func OwnerName(name, typ string) string {
 	return out
 }
 
+// ownerNameIn is OwnerName for an RRset of zone. At the apex, ExternalDNS's
+// name (a-example.org for example.org) lies outside the zone, where no
+// provider of the zone can write it; the apex's ownership record is
+// _a-apex.example.org instead (no other ownership name starts with "_").
+func ownerNameIn(zone, name, typ string) string {
+	if zone != "" && name == zone {
+		return "_" + strings.ToLower(typ) + "-apex." + zone
+	}
+	return OwnerName(name, typ)
+}
+
+// ownedKeyIn is the inverse of ownerNameIn.
+func ownedKeyIn(zone, txtName string) (Key, bool) {
+	if first, rest, _ := strings.Cut(txtName, "."); zone != "" && rest == zone {
+		if typ, ok := strings.CutSuffix(strings.TrimPrefix(first, "_"), "-apex"); ok && strings.HasPrefix(first, "_") && ownedTypes[typ] {
+			return Key{zone, strings.ToUpper(typ)}, true
+		}
+	}
+	return ownedKey(txtName)
+}
+
 // ownedKey is the inverse of OwnerName: the RRset an ownership TXT at txtName
 // is about. Only the types ExternalDNS writes are recognised.
 func ownedKey(txtName string) (Key, bool) {

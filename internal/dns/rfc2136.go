@@ -41,17 +41,30 @@ func (p *RFC2136) timeout() time.Duration {
 	return 10 * time.Second
 }
 
+// dial connects to the server. The connection is closed when ctx ends, so
+// that a stop or reload does not wait for a server that stopped answering.
 func (p *RFC2136) dial(ctx context.Context) (*dns.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	dctx, cancel := context.WithTimeout(ctx, p.timeout())
 	defer cancel()
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", p.Server)
+	c, err := d.DialContext(dctx, "tcp", p.Server)
 	if err != nil {
 		return nil, err
 	}
-	deadline, _ := ctx.Deadline()
+	deadline, _ := dctx.Deadline()
 	_ = c.SetDeadline(deadline.Add(p.timeout())) // the exchange gets its own timeout after dialing
-	return &dns.Conn{Conn: c}, nil
+	return &dns.Conn{Conn: &ctxConn{Conn: c, stop: context.AfterFunc(ctx, func() { c.Close() })}}, nil
+}
+
+// ctxConn is a connection closed by the end of a context (see dial).
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 func (p *RFC2136) secrets() map[string]string {
@@ -261,6 +274,11 @@ func (p *RFC2136) update(ctx context.Context, m *dns.Msg) error {
 	}
 	if err != nil {
 		return fmt.Errorf("updating %s at %s: %w", p.Zone, p.Server, err)
+	}
+	if r.IsTsig() == nil {
+		// ReadMsg checks a signature that is there; one that is missing
+		// is an answer anyone on the path could have made up.
+		return fmt.Errorf("updating %s at %s: the answer (%s) is not signed with the TSIG key: it may not come from the server, and the change may not have been made", p.Zone, p.Server, dns.RcodeToString[r.Rcode])
 	}
 	switch r.Rcode {
 	case dns.RcodeSuccess:

@@ -3,10 +3,12 @@ package dns
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
@@ -306,5 +308,109 @@ func TestRFC2136Unreachable(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "cannot reach "+addr) || !strings.Contains(err.Error(), "dns.provider.server") {
 		t.Errorf("error does not say what to check: %v", err)
+	}
+}
+
+// TestRFC2136Apex: records at the zone's apex (a service whose host is the
+// domain itself) get an ownership record inside the zone, so they are
+// created, found in place the next time, and deleted when no longer wanted.
+// ExternalDNS's name for it (a-example.org) would be outside example.org:
+// the server refuses the update, and every reconciliation failed.
+func TestRFC2136Apex(t *testing.T) {
+	b, p := startBIND(t)
+	z := &Zone{Provider: p, Owner: "homelab", Desired: Desired{Zone: "example.org", Records: []Record{
+		{Name: "example.org", Type: "A", TTL: 300, Values: []string{"203.0.113.7"}},
+	}}}
+	ctx := context.Background()
+	run := func() Changeset {
+		t.Helper()
+		cs, err := z.Plan(ctx)
+		if err != nil {
+			t.Fatalf("Plan: %v", err)
+		}
+		if _, err := z.Apply(ctx, cs); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		return cs
+	}
+	if cs := run(); cs.Count(Create) != 1 {
+		t.Fatalf("first run: %v", actions(cs))
+	}
+	if got := query(t, b.Addr, "example.org", "A"); !slices.Equal(got, []string{"203.0.113.7"}) {
+		t.Errorf("apex A = %v", got)
+	}
+	if cs := run(); len(cs.Changes)+len(cs.Conflicts) != 0 || cs.Unchanged != 1 {
+		t.Fatalf("second run: %v; want nothing to do", actions(cs))
+	}
+	z.Desired.Records = nil
+	if cs := run(); cs.Count(Delete) != 1 {
+		t.Fatalf("third run: %v; want the apex A deleted", actions(cs))
+	}
+	if got := query(t, b.Addr, "example.org", "A"); len(got) != 0 {
+		t.Errorf("apex A still there: %v", got)
+	}
+	// The zone's own apex records (SOA, NS) were never labgate's.
+	if got := query(t, b.Addr, "example.org", "SOA"); len(got) != 1 {
+		t.Errorf("apex SOA = %v", got)
+	}
+}
+
+// TestRFC2136CancelStopsWaiting: a server that takes the connection and
+// never answers does not hold a stopping reconciler for the exchange's
+// timeout: the end of the context closes the connection.
+func TestRFC2136CancelStopsWaiting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	p := &RFC2136{Server: ln.Addr().String(), Zone: "example.org", KeyName: "labgate", Secret: "c2VjcmV0", Timeout: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Apply(ctx, Change{Action: Create, Record: Record{Name: "x.example.org", Type: "A", TTL: 60, Values: []string{"192.0.2.1"}}})
+	}()
+	c := <-accepted
+	defer c.Close()
+	if _, err := io.ReadFull(c, make([]byte, 2)); err != nil { // the update is on its way
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Apply succeeded without an answer")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Apply still waits for the server 30s after its context ended")
+	}
+}
+
+// TestRFC2136UnsignedAnswer: an answer to an update that does not carry
+// the TSIG signature (a forged one, or a server that is not the one
+// holding the key) is not taken for a success.
+func TestRFC2136UnsignedAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	}), MsgAcceptFunc: func(dns.Header) dns.MsgAcceptAction { return dns.MsgAccept }}
+	go func() { _ = srv.ActivateAndServe() }()
+	defer srv.Shutdown()
+	p := &RFC2136{Server: ln.Addr().String(), Zone: "example.org", KeyName: "labgate", Secret: "c2VjcmV0"}
+	err = p.Apply(context.Background(), Change{Action: Create, Record: Record{Name: "x.example.org", Type: "A", TTL: 60, Values: []string{"192.0.2.1"}}})
+	if err == nil || !strings.Contains(err.Error(), "not signed") {
+		t.Errorf("Apply with an unsigned NOERROR answer: %v, want an error", err)
 	}
 }

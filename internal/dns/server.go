@@ -158,22 +158,30 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// maxUDPSize is the largest answer sent over UDP, whatever size a query's
+// EDNS0 offers: 1232 bytes fit any path without fragments (DNS flag day
+// 2020), and keep what a spoofed query can make the server send small.
+const maxUDPSize = 1232
+
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := s.answer(req)
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := uint16(dns.MinMsgSize)
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	m := s.answer(req, udp)
+	if udp {
+		size := dns.MinMsgSize
 		if o := req.IsEdns0(); o != nil {
-			size = max(o.UDPSize(), size)
+			size = min(max(int(o.UDPSize()), size), maxUDPSize)
 		}
-		m.Truncate(int(size))
+		m.Truncate(size)
 	}
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns: writing an answer", "error", err)
 	}
 }
 
-func (s *Server) answer(req *dns.Msg) *dns.Msg {
+// answer answers req; udp says it came over UDP, where ANY queries get the
+// minimal answer of RFC 8482 (a source address over UDP may be spoofed).
+func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.RecursionAvailable = false
@@ -186,7 +194,11 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		return m
 	}
 	if o := req.IsEdns0(); o != nil {
-		m.SetEdns0(max(o.UDPSize(), dns.MinMsgSize), false)
+		m.SetEdns0(maxUDPSize, false)
+		if o.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers // the OPT record carries its upper bits
+			return m
+		}
 	}
 	z := s.answers.Load()
 	q := req.Question[0]
@@ -196,6 +208,12 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		return m
 	}
 	m.Authoritative = true
+	if q.Qtype == dns.TypeANY && udp {
+		if _, exists := z.lookup(name); exists || name == z.zone {
+			m.Answer = append(m.Answer, &dns.HINFO{Hdr: z.hdr(q.Name, dns.TypeHINFO, z.ttl), Cpu: "RFC8482"})
+			return m
+		}
+	}
 	z.resolve(m, name, q.Name, q.Qtype, 0)
 	return m
 }

@@ -146,7 +146,7 @@ func FuzzServerAnswer(f *testing.F) {
 		if req.Unpack(b) != nil {
 			return
 		}
-		m := s.answer(req)
+		m := s.answer(req, len(b)%2 == 0)
 		if m.RecursionAvailable {
 			t.Fatal("recursion available")
 		}
@@ -159,4 +159,83 @@ func FuzzServerAnswer(f *testing.F) {
 			t.Fatalf("answer does not pack: %v", err)
 		}
 	})
+}
+
+// TestServerUDPAmplification: over UDP (where a query's source may be
+// spoofed) the answers stay small whatever the query asks for: ANY gets
+// RFC 8482's one HINFO record, and no answer is larger than 1232 bytes,
+// even when EDNS0 offers 65535; a larger one is truncated with the TC bit,
+// and comes whole over TCP.
+func TestServerUDPAmplification(t *testing.T) {
+	var ips []string
+	for i := range 80 {
+		ips = append(ips, fmt.Sprintf("2001:db8::%x", i+1))
+	}
+	yaml := strings.Replace(fmt.Sprintf(serveYAML, "false"), "public_ips: [203.0.113.7]",
+		"public_ips: [203.0.113.7, "+strings.Join(ips, ", ")+"]", 1)
+	s, err := Listen([]string{"127.0.0.1:0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(parse(t, yaml))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := s.Addrs()[0]
+	exchange := func(proto, name string, qtype uint16) (*dns.Msg, int) {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		m.SetEdns0(65535, false)
+		c := &dns.Client{Net: proto, UDPSize: 65535}
+		r, _, err := c.Exchange(m, addr)
+		if err != nil {
+			t.Fatalf("%s %s %s: %v", proto, name, dns.TypeToString[qtype], err)
+		}
+		r.Compress = true // as it came
+		b, _ := r.Pack()
+		return r, len(b)
+	}
+
+	r, size := exchange("udp", "relay.example.org.", dns.TypeANY)
+	if len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeHINFO || size > 512 {
+		t.Errorf("ANY over UDP: %d bytes, answer %v; want RFC 8482's HINFO alone", size, r.Answer)
+	}
+	r, size = exchange("udp", "relay.example.org.", dns.TypeAAAA)
+	if size > 1232 || !r.Truncated {
+		t.Errorf("AAAA over UDP: %d bytes, truncated %v; want at most 1232 bytes and TC", size, r.Truncated)
+	}
+	if o := r.IsEdns0(); o == nil || o.UDPSize() != 1232 {
+		t.Errorf("the answer's EDNS0 offers %v, want 1232", o)
+	}
+	r, _ = exchange("tcp", "relay.example.org.", dns.TypeAAAA)
+	if len(r.Answer) != 80 || r.Truncated {
+		t.Errorf("AAAA over TCP: %d records, truncated %v; want all 80", len(r.Answer), r.Truncated)
+	}
+	r, _ = exchange("tcp", "relay.example.org.", dns.TypeANY)
+	if len(r.Answer) != 81 {
+		t.Errorf("ANY over TCP: %d records, want the 81 A and AAAA", len(r.Answer))
+	}
+	r, _ = exchange("udp", "nope.example.org.", dns.TypeANY)
+	if r.Rcode != dns.RcodeNameError {
+		t.Errorf("ANY for a name that does not exist: %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+
+	m := new(dns.Msg)
+	m.SetQuestion("relay.example.org.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().SetVersion(1)
+	r, _, err = (&dns.Client{}).Exchange(m, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeBadVers || len(r.Answer) != 0 {
+		t.Errorf("EDNS version 1: %s with %d answers, want BADVERS", dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
 }

@@ -55,7 +55,7 @@ func (z *Zone) Plan(ctx context.Context) (Changeset, error) {
 			return Changeset{}, err
 		}
 	}
-	return Plan(cur, z.Desired.Records, z.Owner), nil
+	return PlanZone(cur, z.Desired.Records, z.Owner, z.Desired.Zone), nil
 }
 
 // Apply applies the changes in order and returns those that were made. It
