@@ -92,7 +92,7 @@ func NewReconciler(opts ReconcilerOptions) *Reconciler {
 	}
 	m := reconcilerMetrics{
 		success: prometheus.NewGauge(prometheus.GaugeOpts{Name: "labgate_dns_reconcile_success",
-			Help: "1 if the last DNS reconciliation succeeded, 0 if it failed."}),
+			Help: "0 if the last DNS reconciliation failed, else 1 (also before the first run and without dns.provider)."}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "labgate_dns_last_reconcile_success_timestamp_seconds",
 			Help: "When the DNS records were last reconciled successfully (Unix time)."}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "labgate_dns_changes_total",
@@ -103,6 +103,9 @@ func NewReconciler(opts ReconcilerOptions) *Reconciler {
 	for _, a := range []Action{Create, Update, Delete} {
 		m.changes.WithLabelValues(string(a))
 	}
+	// Nothing has failed yet: a lab without dns.provider must not look like
+	// one whose DNS is failing (the shipped alert rule fires on 0).
+	m.success.Set(1)
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(m.success, m.lastSuccess, m.changes, m.conflicts)
 	}
@@ -157,6 +160,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if zone == nil {
 				timer.Stop()
 				r.metrics.conflicts.Set(0)
+				r.metrics.success.Set(1) // no provider: nothing fails
 				r.setStatus(Status{})
 				if failing {
 					failing = false

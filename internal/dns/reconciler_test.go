@@ -309,3 +309,41 @@ func TestReconcilerCoalescesReloads(t *testing.T) {
 		}
 	})
 }
+
+// A lab without dns.provider never has a failed reconciliation: the success
+// gauge reads 1 before the first run, and again once a failing provider is
+// removed from the file (the shipped alert rule fires on 0).
+func TestReconcilerSuccessWithoutProvider(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := &memProvider{records: map[Key]Record{}, listFails: 1000}
+		withProvider := true
+		r := NewReconciler(ReconcilerOptions{
+			Registerer: prometheus.NewRegistry(),
+			NewZone: func(cfg *config.Config) (*Zone, error) {
+				if !withProvider {
+					return nil, nil
+				}
+				return &Zone{Provider: mem, Describe: "memory", Owner: "homelab", Desired: Desired{Zone: "example.org"}}, nil
+			},
+		})
+		if got := testutil.ToFloat64(r.metrics.success); got != 1 {
+			t.Errorf("before any run: labgate_dns_reconcile_success = %v, want 1", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+		if got := testutil.ToFloat64(r.metrics.success); got != 0 {
+			t.Errorf("after a failed run: labgate_dns_reconcile_success = %v, want 0", got)
+		}
+		withProvider = false
+		r.Update(&config.Config{})
+		synctest.Wait()
+		if got := testutil.ToFloat64(r.metrics.success); got != 1 {
+			t.Errorf("after dns.provider was removed: labgate_dns_reconcile_success = %v, want 1", got)
+		}
+		cancel()
+		<-done
+	})
+}
