@@ -55,7 +55,9 @@ type Problem struct {
 
 // Incident is one cause from its first problem to its resolution.
 type Incident struct {
-	ID         uint64    `json:"id"`
+	ID uint64 `json:"id"`
+	// Key prefixes the keys of its messages: unique to this database.
+	Key        string    `json:"key,omitempty"`
 	Problem    Problem   `json:"problem"`
 	Started    time.Time `json:"started"`
 	Notified   bool      `json:"notified"` // its firing notice went out

@@ -28,7 +28,7 @@ var (
 	bucketQueue     = []byte("queue")     // sequence (big endian) -> Delivery
 	bucketRefs      = []byte("refs")      // "incident/receiver" -> the receiver's reference to its first message
 	bucketRaised    = []byte("raised")    // cause -> Problem raised by the daemon
-	bucketMeta      = []byte("meta")      // "incident" -> last incident id
+	bucketMeta      = []byte("meta")      // "incident" -> last incident id, "instance" -> this database's random id
 )
 
 // Delivery is one message to one receiver, queued until it is delivered.
@@ -107,6 +107,11 @@ type Manager struct {
 	snap     *health.Snapshot
 	senders  map[string]Sender
 	wake     chan struct{}
+	// configured is closed by the first Update: until then nothing is
+	// known of the receivers, and a queued delivery must wait, not be
+	// dropped as addressed to a receiver that no longer exists.
+	configured chan struct{}
+	once       sync.Once
 }
 
 // Open opens (or creates) the database in opts.Dir. Deliveries queued
@@ -146,13 +151,22 @@ func Open(opts Options) (*Manager, error) {
 				return err
 			}
 		}
+		// Message keys name the database they come from: incident numbers
+		// start again at 1 in a new one (state_dir wiped, two gateways
+		// mailing one inbox), and a key seen before is taken for a message
+		// already delivered (Matrix txnId, Message-ID).
+		meta := tx.Bucket(bucketMeta)
+		if len(meta.Get([]byte("instance"))) == 0 {
+			return meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36)))
+		}
 		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("alert state: %w", err)
 	}
-	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders}
+	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
+		configured: make(chan struct{})}
 	m.settings.GroupWait = max(opts.GroupWait, 0)
 	if opts.Registerer != nil {
 		m.metrics = newMetrics(opts.Registerer)
@@ -184,6 +198,7 @@ func (m *Manager) Update(cfg *config.Config) {
 		}
 	}
 	m.mu.Unlock()
+	m.once.Do(func() { close(m.configured) })
 	m.evaluate()
 }
 
@@ -284,7 +299,19 @@ func (m *Manager) evaluate() {
 			meta.Put([]byte("incident"), be(id))
 			return id
 		}
+		instance := string(meta.Get([]byte("instance")))
 		next, notices := evaluate(now, open, problems, unknown, m.settings, newID)
+		for cause, inc := range next {
+			if _, ok := open[cause]; !ok && inc.Key == "" {
+				inc.Key = "labgate-" + instance + "-" + strconv.FormatUint(inc.ID, 10)
+				next[cause] = inc
+				for i := range notices {
+					if notices[i].Incident.ID == inc.ID {
+						notices[i].Incident.Key = inc.Key
+					}
+				}
+			}
+		}
 		for cause := range open {
 			if _, ok := next[cause]; !ok {
 				if err := incidents.Delete([]byte(cause)); err != nil {
@@ -347,8 +374,12 @@ func equalIncident(a, b Incident) bool {
 
 func message(n Notice) Message {
 	inc := n.Incident
+	prefix := inc.Key
+	if prefix == "" { // an incident opened by an older labgate
+		prefix = "labgate-" + strconv.FormatUint(inc.ID, 10)
+	}
 	return Message{
-		Key:      "labgate-" + strconv.FormatUint(inc.ID, 10) + "-" + strconv.Itoa(inc.Notices),
+		Key:      prefix + "-" + strconv.Itoa(inc.Notices),
 		Kind:     n.Kind,
 		Incident: inc.ID,
 		Cause:    inc.Problem.Cause,
@@ -409,8 +440,14 @@ func (m *Manager) Queue() ([]Delivery, error) {
 }
 
 // Run delivers the queue and re-evaluates incidents now and then, until
-// ctx is done.
+// ctx is done. It delivers nothing before the first Update: deliveries
+// queued before a restart wait for the receivers of the config.
 func (m *Manager) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-m.configured:
+	}
 	eval := time.NewTicker(m.opts.Evaluate)
 	defer eval.Stop()
 	timer := time.NewTimer(0)

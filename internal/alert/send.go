@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/health"
@@ -367,7 +368,7 @@ func (e *Email) mail(m Message) []byte {
 	h("Date", m.Time.Format(time.RFC1123Z))
 	h("Message-ID", "<"+m.Key+"@labgate>")
 	if m.Kind != Firing {
-		first := fmt.Sprintf("<labgate-%d-1@labgate>", m.Incident)
+		first := "<" + firstKey(m.Key) + "@labgate>"
 		h("In-Reply-To", first)
 		h("References", first)
 	}
@@ -380,16 +381,54 @@ func (e *Email) mail(m Message) []byte {
 	return b.Bytes()
 }
 
-// mimeWord encodes a header value with non-ASCII characters (RFC 2047).
-func mimeWord(s string) string {
-	for _, r := range s {
-		if r > 127 {
-			return "=?utf-8?q?" + qEncode(s) + "?="
-		}
+// firstKey is the key of the first message of key's incident: keys are
+// the incident's prefix, a dash and the message's number.
+func firstKey(key string) string {
+	if i := strings.LastIndexByte(key, '-'); i >= 0 {
+		return key[:i] + "-1"
 	}
-	return s
+	return key
 }
 
+// mimeWord makes s a header value: control characters (a line break in a
+// title would start a header of its own) become spaces, and a value that
+// is not plain short ASCII is encoded (RFC 2047) as words of at most 75
+// characters on folded lines, so that no line exceeds the limits of RFC
+// 5322 however many services a title names.
+func mimeWord(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	plain := len(s) <= 66 // "Subject: [labgate] " and the rest within 78
+	for _, r := range s {
+		if r > 127 {
+			plain = false
+		}
+	}
+	if plain {
+		return s
+	}
+	var words []string
+	for len(s) > 0 {
+		// 12 characters of =?utf-8?q??= leave 63 for the encoded text.
+		n, size := 0, 0
+		for n < len(s) {
+			_, l := utf8.DecodeRuneInString(s[n:])
+			w := len(qEncode(s[n : n+l]))
+			if size+w > 63 {
+				break
+			}
+			size += w
+			n += l
+		}
+		words = append(words, "=?utf-8?q?"+qEncode(s[:n])+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, "\r\n ")
+}
 func qEncode(s string) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {

@@ -1,0 +1,139 @@
+package alert
+
+import (
+	"context"
+	"mime"
+	netmail "net/mail"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/labgate/labgate/internal/health"
+)
+
+// After a restart the daemon starts the notifier before it gives it the
+// config (a generation is built in between): a delivery queued before the
+// restart must wait for the receivers, not be dropped as addressed to one
+// that no longer exists. It is then delivered, once.
+func TestQueuedDeliveryWaitsForConfig(t *testing.T) {
+	rcv := newReceiver(t, "s3cret")
+	cfg := parse(t, webhookLab("http://127.0.0.1:1", rcv.srv.URL))
+	dir := t.TempDir()
+
+	// In a bubble, its clock is the one the queued delivery was timed by.
+	synctest.Test(t, func(t *testing.T) {
+		first, err := Open(Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.Update(cfg)
+		if err := first.Raise("dns", "DNS records of lab.test not reconciled", "provider answered 500"); err != nil {
+			t.Fatal(err)
+		}
+		if q, _ := first.Queue(); len(q) != 1 {
+			t.Fatalf("queued %d deliveries, want 1", len(q))
+		}
+		first.Close()
+
+		m, err := Open(Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.Run(ctx) }()
+		time.Sleep(time.Minute) // the generation takes its time
+		synctest.Wait()
+		q, err := m.Queue()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(q) != 1 {
+			t.Errorf("before the config: %d deliveries queued, want the 1 from before the restart", len(q))
+		}
+		cancel()
+		<-done
+	})
+
+	second := startLab(t, cfg, health.Env{}, Options{Dir: dir})
+	waitFor(t, "the alert queued before the restart", func() bool { return len(rcv.got()) == 1 })
+	waitFor(t, "an empty queue", func() bool { q, _ := second.mgr.Queue(); return len(q) == 0 })
+	if k := kinds(rcv.got()); k != "firing:dns" {
+		t.Errorf("received %s", k)
+	}
+}
+
+// Message keys (Matrix txnId, webhook Idempotency-Key, email Message-ID)
+// differ between databases: a wiped state_dir, or two gateways telling one
+// receiver, must not reuse a key a receiver deduplicates on.
+func TestKeysUniquePerDatabase(t *testing.T) {
+	rcv := newReceiver(t, "s3cret")
+	cfg := parse(t, webhookLab("http://127.0.0.1:1", rcv.srv.URL))
+	var keys []string
+	for range 2 {
+		m, err := Open(Options{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Update(cfg)
+		if err := m.Raise("dns", "DNS records of lab.test not reconciled", ""); err != nil {
+			t.Fatal(err)
+		}
+		q, _ := m.Queue()
+		m.Close()
+		if len(q) != 1 {
+			t.Fatalf("queued %d", len(q))
+		}
+		keys = append(keys, q[0].Message.Key)
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("two databases both sent key %q", keys[0])
+	}
+	if firstKey(keys[0]) != keys[0] {
+		t.Errorf("the first message's key %q is not its own first key %q", keys[0], firstKey(keys[0]))
+	}
+}
+
+// A title naming a hundred services cut off by the relay, or one with a
+// line break in it, still makes one well-formed Subject header.
+func TestEmailSubject(t *testing.T) {
+	e := &Email{From: "lab@lab.test", To: []string{"me@lab.test"}}
+	var names []string
+	for i := range 100 {
+		names = append(names, "service-"+strings.Repeat("x", i%7)+"-é")
+	}
+	for _, title := range []string{
+		"vault is down",
+		relayTitle(names),
+		"vault is down\r\nBcc: someone@evil.test",
+	} {
+		raw := e.mail(Message{Key: "labgate-abc-1-2", Kind: Update, Incident: 1, State: health.Down, Title: title,
+			Time: time.Now(), Started: time.Now()})
+		head, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+		for l := range strings.SplitSeq(head, "\r\n") {
+			if len(l) > 998 {
+				t.Errorf("header line of %d characters", len(l))
+			}
+		}
+		msg, err := netmail.ReadMessage(strings.NewReader(string(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := msg.Header.Get("Bcc"); b != "" {
+			t.Errorf("a title made a Bcc header: %q", b)
+		}
+		subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "[labgate] " + strings.NewReplacer("\r", " ", "\n", " ").Replace(title)
+		if subject != want {
+			t.Errorf("subject %q, want %q", subject, want)
+		}
+		if got := msg.Header.Get("In-Reply-To"); got != "<labgate-abc-1-1@labgate>" {
+			t.Errorf("In-Reply-To %q", got)
+		}
+	}
+}
