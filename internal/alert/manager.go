@@ -141,9 +141,35 @@ func Open(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("alert state: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "alerts.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := openDB(filepath.Join(opts.Dir, "alerts.db"))
 	if err != nil {
-		return nil, fmt.Errorf("alert state %s: %w", filepath.Join(opts.Dir, "alerts.db"), err)
+		return nil, err
+	}
+	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
+		configured: make(chan struct{})}
+	m.settings.GroupWait = max(opts.GroupWait, 0)
+	if opts.Registerer != nil {
+		m.metrics = newMetrics(opts.Registerer)
+	}
+	m.metrics.queue(m.queueLength())
+	return m, nil
+}
+
+// openDB opens the database and reads it through once: a damaged file
+// makes bbolt panic, here, where it is an error that names the file (the
+// daemon runs on without alerts), not at every start of the daemon.
+func openDB(path string) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			db, err = nil, fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("alert state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketIncidents, bucketQueue, bucketRefs, bucketRaised, bucketMeta} {
@@ -157,22 +183,20 @@ func Open(opts Options) (*Manager, error) {
 		// already delivered (Matrix txnId, Message-ID).
 		meta := tx.Bucket(bucketMeta)
 		if len(meta.Get([]byte("instance"))) == 0 {
-			return meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36)))
+			if err := meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36))); err != nil {
+				return err
+			}
 		}
-		return nil
+		// Every page once.
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(_, v []byte) error { return nil })
+		})
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("alert state: %w", err)
+		return nil, fmt.Errorf("alert state %s: %w", path, err)
 	}
-	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
-		configured: make(chan struct{})}
-	m.settings.GroupWait = max(opts.GroupWait, 0)
-	if opts.Registerer != nil {
-		m.metrics = newMetrics(opts.Registerer)
-	}
-	m.metrics.queue(m.queueLength())
-	return m, nil
+	return db, nil
 }
 
 // Close closes the database. Run must have returned.

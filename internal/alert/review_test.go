@@ -1,9 +1,12 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"mime"
 	netmail "net/mail"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -135,5 +138,45 @@ func TestEmailSubject(t *testing.T) {
 		if got := msg.Header.Get("In-Reply-To"); got != "<labgate-abc-1-1@labgate>" {
 			t.Errorf("In-Reply-To %q", got)
 		}
+	}
+}
+
+// A damaged alerts.db is an error that names it, never a panic: the daemon
+// runs on without alerts instead of crashing at every start.
+func TestOpenDamagedDatabase(t *testing.T) {
+	good := t.TempDir()
+	m, err := Open(Options{Dir: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	db, err := os.ReadFile(filepath.Join(good, "alerts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overwritten := bytes.Clone(db)
+	for i := 2 * 4096; i < len(overwritten); i++ {
+		overwritten[i] = 0xff
+	}
+	for name, data := range map[string][]byte{
+		"garbage":     []byte("not a database"),
+		"zeros":       make([]byte, 16<<10),
+		"overwritten": overwritten,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "alerts.db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Open(Options{Dir: dir})
+			if err == nil {
+				m.Close()
+				t.Fatal("opened a damaged database")
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
 	}
 }
