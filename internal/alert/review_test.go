@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"mime"
+	"net"
+	"net/http"
 	netmail "net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,5 +181,31 @@ func TestOpenDamagedDatabase(t *testing.T) {
 				t.Errorf("error does not name the file: %v", err)
 			}
 		})
+	}
+}
+
+// A webhook's URL often carries its secret: a failed delivery's error,
+// which is logged and kept in the queue, names only the host.
+func TestSendErrorHidesURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	u, _ := url.Parse("http://" + addr + "/api/webhooks/1234/s3cr3t-t0ken?token=s3cr3t-t0ken")
+	client := &http.Client{Timeout: 5 * time.Second}
+	m := Message{Key: "labgate-x-1-1", Kind: Firing, Title: "vault is down", Time: time.Now(), Started: time.Now()}
+	for name, s := range map[string]Sender{
+		"webhook": &Webhook{URL: u, Secret: "k", Client: client},
+		"ntfy":    &Ntfy{URL: u, Client: client},
+	} {
+		_, err := s.Send(t.Context(), m)
+		if err == nil {
+			t.Fatalf("%s: sent to a closed port", name)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), addr) {
+			t.Errorf("%s: error %q", name, err)
+		}
 	}
 }

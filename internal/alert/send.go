@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -78,6 +79,21 @@ func httpError(res *http.Response) error {
 	return fmt.Errorf("%s answered %s: %s", res.Request.URL.Host, res.Status, strings.TrimSpace(string(body)))
 }
 
+// hideURL keeps only the host of the URL in a failed request's error: the
+// error is logged and kept in the queue, and a webhook's URL often holds
+// its secret (https://discord.com/api/webhooks/<id>/<token>, ?token=…).
+func hideURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		host := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+		return fmt.Errorf("%s %s: %w", ue.Op, host, ue.Err)
+	}
+	return err
+}
+
 // Webhook posts each message as JSON, signed with HMAC-SHA256 when Secret
 // is set: X-Labgate-Signature: sha256=<hex of HMAC(secret, body)>. The
 // Idempotency-Key header (and the id field) is the same on every retry.
@@ -111,7 +127,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) (string, error) {
 	}
 	res, err := w.Client.Do(req)
 	if err != nil {
-		return "", err
+		return "", hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -160,7 +176,7 @@ func (n *Ntfy) Send(ctx context.Context, m Message) (string, error) {
 	}
 	res, err := n.Client.Do(req)
 	if err != nil {
-		return "", err
+		return "", hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -274,7 +290,7 @@ func (mx *Matrix) do(ctx context.Context, method string, u *url.URL, body []byte
 	}
 	res, err := mx.Client.Do(req)
 	if err != nil {
-		return err
+		return hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
