@@ -288,7 +288,13 @@ func (m *Manager) evaluate() {
 	}
 	now := m.opts.Now()
 	queued := 0
-	err := m.db.Update(func(tx *bolt.Tx) error {
+	// Decided first in a read-only transaction, and again in a writable one
+	// only when something changes: most evaluations (every few seconds, and
+	// at every change of a check's error text) change nothing, and a
+	// write is an fsync, which a Raspberry Pi's SD card pays for.
+	dirty := false
+	record := func(tx *bolt.Tx) error {
+		write := tx.Writable()
 		err := tx.Bucket(bucketRaised).ForEach(func(k, v []byte) error {
 			var p Problem
 			if err := json.Unmarshal(v, &p); err != nil {
@@ -320,7 +326,9 @@ func (m *Manager) evaluate() {
 			if v := meta.Get([]byte("incident")); len(v) == 8 {
 				id = binary.BigEndian.Uint64(v) + 1
 			}
-			meta.Put([]byte("incident"), be(id))
+			if write {
+				meta.Put([]byte("incident"), be(id))
+			}
 			return id
 		}
 		instance := string(meta.Get([]byte("instance")))
@@ -338,6 +346,10 @@ func (m *Manager) evaluate() {
 		}
 		for cause := range open {
 			if _, ok := next[cause]; !ok {
+				dirty = true
+				if !write {
+					continue
+				}
 				if err := incidents.Delete([]byte(cause)); err != nil {
 					return err
 				}
@@ -347,6 +359,10 @@ func (m *Manager) evaluate() {
 			if old, ok := open[cause]; ok && equalIncident(old, inc) {
 				continue
 			}
+			dirty = true
+			if !write {
+				continue
+			}
 			b, err := json.Marshal(inc)
 			if err != nil {
 				return err
@@ -354,6 +370,12 @@ func (m *Manager) evaluate() {
 			if err := incidents.Put([]byte(cause), b); err != nil {
 				return err
 			}
+		}
+		if len(notices) > 0 {
+			dirty = true
+		}
+		if !write {
+			return nil
 		}
 		q := tx.Bucket(bucketQueue)
 		for _, n := range notices {
@@ -376,7 +398,11 @@ func (m *Manager) evaluate() {
 			m.log.Info("alert", "kind", n.Kind, "cause", msg.Cause, "title", msg.Title, "receivers", n.Receivers)
 		}
 		return nil
-	})
+	}
+	err := m.db.View(record)
+	if err == nil && dirty {
+		err = m.db.Update(record)
+	}
 	if err != nil {
 		m.log.Error("alert state not saved", "error", err)
 		return

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labgate/labgate/internal/health"
+	bolt "go.etcd.io/bbolt"
 )
 
 // After a restart the daemon starts the notifier before it gives it the
@@ -207,5 +208,43 @@ func TestSendErrorHidesURL(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), addr) {
 			t.Errorf("%s: error %q", name, err)
 		}
+	}
+}
+
+// An evaluation that changes nothing writes nothing: the manager looks at
+// its incidents every few seconds and at every change of a check's error
+// text, and each write is an fsync.
+func TestEvaluateWithoutNewsWritesNothing(t *testing.T) {
+	rcv := newReceiver(t, "s3cret")
+	cfg := parse(t, webhookLab("http://127.0.0.1:1", rcv.srv.URL))
+	m, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(cfg)
+	txid := func() int {
+		var id int
+		_ = m.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+		return id
+	}
+	m.Observe(snapshot(map[string]health.State{"vault": health.Down}))
+	if q, _ := m.Queue(); len(q) != 1 {
+		t.Fatalf("queued %d, want the firing", len(q))
+	}
+	before := txid()
+	for range 10 {
+		m.evaluate()
+		m.Observe(snapshot(map[string]health.State{"vault": health.Down}))
+	}
+	if after := txid(); after != before {
+		t.Errorf("%d writes for evaluations that changed nothing", after-before)
+	}
+	m.Observe(snapshot(map[string]health.State{"vault": health.Up}))
+	if q, _ := m.Queue(); len(q) != 2 {
+		t.Errorf("queued %d, want the firing and the resolve", len(q))
+	}
+	if inc, _ := m.Incidents(); len(inc) != 0 {
+		t.Errorf("open incidents after the resolve: %v", inc)
 	}
 }
