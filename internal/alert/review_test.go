@@ -3,7 +3,9 @@ package alert
 import (
 	"bytes"
 	"context"
+	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net"
 	"net/http"
 	netmail "net/mail"
@@ -104,7 +106,8 @@ func TestKeysUniquePerDatabase(t *testing.T) {
 }
 
 // A title naming a hundred services cut off by the relay, or one with a
-// line break in it, still makes one well-formed Subject header.
+// line break in it, still makes one well-formed Subject header, and a
+// body whose lines are within the 998 characters SMTP allows.
 func TestEmailSubject(t *testing.T) {
 	e := &Email{From: "lab@lab.test", To: []string{"me@lab.test"}}
 	var names []string
@@ -116,12 +119,12 @@ func TestEmailSubject(t *testing.T) {
 		relayTitle(names),
 		"vault is down\r\nBcc: someone@evil.test",
 	} {
-		raw := e.mail(Message{Key: "labgate-abc-1-2", Kind: Update, Incident: 1, State: health.Down, Title: title,
-			Time: time.Now(), Started: time.Now()})
-		head, _, _ := strings.Cut(string(raw), "\r\n\r\n")
-		for l := range strings.SplitSeq(head, "\r\n") {
+		m := Message{Key: "labgate-abc-1-2", Kind: Update, Incident: 1, State: health.Down, Title: title,
+			Detail: "relay path broken: dial tcp 203.0.113.7:443: i/o timeout", Time: time.Now(), Started: time.Now()}
+		raw := e.mail(m)
+		for l := range strings.SplitSeq(string(raw), "\r\n") {
 			if len(l) > 998 {
-				t.Errorf("header line of %d characters", len(l))
+				t.Errorf("a line of %d characters", len(l))
 			}
 		}
 		msg, err := netmail.ReadMessage(strings.NewReader(string(raw)))
@@ -141,6 +144,13 @@ func TestEmailSubject(t *testing.T) {
 		}
 		if got := msg.Header.Get("In-Reply-To"); got != "<labgate-abc-1-1@labgate>" {
 			t.Errorf("In-Reply-To %q", got)
+		}
+		body, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n").Replace(Text(m)) + "\r\n"; string(body) != want {
+			t.Errorf("body %q, want %q", body, want)
 		}
 	}
 }

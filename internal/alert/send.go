@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"mime/quotedprintable"
 	"net"
 	"net/http"
 	"net/smtp"
@@ -390,10 +391,15 @@ func (e *Email) mail(m Message) []byte {
 	}
 	h("MIME-Version", "1.0")
 	h("Content-Type", "text/plain; charset=utf-8")
-	h("Content-Transfer-Encoding", "8bit")
+	// Quoted-printable: a line of a mail is at most 998 characters (RFC
+	// 5321), and a relay incident's first line names every service it cut
+	// off. The DATA writer of net/smtp escapes leading dots.
+	h("Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
-	// The DATA writer of net/smtp ends lines with CRLF and escapes leading dots.
-	b.WriteString(Text(m) + "\r\n")
+	qp := quotedprintable.NewWriter(&b)
+	crlf := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n") // a mail's lines end with CRLF
+	_, _ = qp.Write([]byte(crlf.Replace(Text(m)) + "\r\n"))
+	_ = qp.Close()
 	return b.Bytes()
 }
 
