@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -155,16 +156,21 @@ func Open(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// openDB opens the database and reads it through once: a damaged file
-// makes bbolt panic, here, where it is an error that names the file (the
-// daemon runs on without alerts), not at every start of the daemon.
+// openDB opens the database. A damaged file makes bbolt panic, and a
+// panic inside bolt.Open leaves the file locked for the life of the
+// process: so a copy is opened and read through first, and a damaged file
+// is an error that names it (the daemon runs on without alerts), not a
+// crash at every start nor, at the next reload, a lock timeout.
 func openDB(path string) (db *bolt.DB, err error) {
+	if err := checkDB(path); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
 				_ = db.Close()
 			}
-			db, err = nil, fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, r)
+			db, err = nil, damaged(path, r)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
@@ -183,20 +189,59 @@ func openDB(path string) (db *bolt.DB, err error) {
 		// already delivered (Matrix txnId, Message-ID).
 		meta := tx.Bucket(bucketMeta)
 		if len(meta.Get([]byte("instance"))) == 0 {
-			if err := meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36))); err != nil {
-				return err
-			}
+			return meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36)))
 		}
-		// Every page once.
-		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(_, v []byte) error { return nil })
-		})
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("alert state %s: %w", path, err)
 	}
 	return db, nil
+}
+
+func damaged(path string, why any) error {
+	return fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, why)
+}
+
+// checkDB opens a copy of the database at path, if there is one, and reads
+// it through.
+func checkDB(path string) (err error) {
+	src, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".alerts.db.check-*")
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, r)
+		}
+	}()
+	db, err := bolt.Open(tmp.Name(), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return damaged(path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(_, _ []byte) error { return nil })
+		})
+	})
 }
 
 // Close closes the database. Run must have returned.

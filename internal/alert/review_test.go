@@ -183,13 +183,15 @@ func TestOpenDamagedDatabase(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			m, err := Open(Options{Dir: dir})
-			if err == nil {
-				m.Close()
-				t.Fatal("opened a damaged database")
-			}
-			if !strings.Contains(err.Error(), path) {
-				t.Errorf("error does not name the file: %v", err)
+			for range 2 { // again, as a reload tries again
+				m, err := Open(Options{Dir: dir})
+				if err == nil {
+					m.Close()
+					t.Fatal("opened a damaged database")
+				}
+				if !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "timeout") {
+					t.Errorf("error: %v", err)
+				}
 			}
 		})
 	}
