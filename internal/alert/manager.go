@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -113,6 +115,21 @@ type Manager struct {
 	// dropped as addressed to a receiver that no longer exists.
 	configured chan struct{}
 	once       sync.Once
+
+	// update writes to the database (db.Update; tests make it fail).
+	update func(func(*bolt.Tx) error) error
+	// unsaved are outcomes of deliveries the database did not take (disk
+	// full): kept here, and written again before each round, so that a
+	// delivered message is not sent again and again meanwhile.
+	qmu     sync.Mutex
+	unsaved map[uint64]outcome
+}
+
+// outcome is what became of a delivery attempt.
+type outcome struct {
+	d    Delivery // with its attempts and next attempt when it stays queued
+	done bool     // delivered or dropped: off the queue
+	ref  string   // the receiver's reference to the message, if it is the incident's first
 }
 
 // Open opens (or creates) the database in opts.Dir. Deliveries queued
@@ -147,7 +164,7 @@ func Open(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
-		configured: make(chan struct{})}
+		configured: make(chan struct{}), update: db.Update, unsaved: map[uint64]outcome{}}
 	m.settings.GroupWait = max(opts.GroupWait, 0)
 	if opts.Registerer != nil {
 		m.metrics = newMetrics(opts.Registerer)
@@ -568,6 +585,7 @@ func (m *Manager) Run(ctx context.Context) error {
 // deliver sends the first waiting delivery of each receiver that is due,
 // until nothing is due, and returns when the next one is ("" when none).
 func (m *Manager) deliver(ctx context.Context) time.Time {
+	m.flush()
 	for ctx.Err() == nil {
 		heads, next, err := m.heads()
 		if err != nil {
@@ -575,6 +593,12 @@ func (m *Manager) deliver(ctx context.Context) time.Time {
 			return m.opts.Now().Add(time.Minute)
 		}
 		if len(heads) == 0 {
+			m.qmu.Lock()
+			unsaved := len(m.unsaved)
+			m.qmu.Unlock()
+			if retry := m.opts.Now().Add(time.Minute); unsaved > 0 && (next.IsZero() || next.After(retry)) {
+				return retry // write the outcomes again then
+			}
 			return next
 		}
 		var wg sync.WaitGroup
@@ -593,12 +617,27 @@ func (m *Manager) heads() ([]Delivery, time.Time, error) {
 	seen := map[string]bool{}
 	var due []Delivery
 	var next time.Time
+	m.qmu.Lock()
+	unsaved := maps.Clone(m.unsaved)
+	m.qmu.Unlock()
+	unsavedRefs := map[string]string{}
+	for _, o := range unsaved {
+		if o.ref != "" {
+			unsavedRefs[string(refKey(o.d.Message.Incident, o.d.Receiver))] = o.ref
+		}
+	}
 	err := m.db.View(func(tx *bolt.Tx) error {
 		refs := tx.Bucket(bucketRefs)
 		return tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
 			var d Delivery
 			if err := json.Unmarshal(v, &d); err != nil {
 				return err
+			}
+			if o, ok := unsaved[d.Seq]; ok {
+				if o.done {
+					return nil // delivered, not yet off the queue
+				}
+				d = o.d
 			}
 			if seen[d.Receiver] {
 				return nil // in order: the first of each receiver goes first
@@ -611,6 +650,9 @@ func (m *Manager) heads() ([]Delivery, time.Time, error) {
 				return nil
 			}
 			d.Message.Ref = string(refs.Get(refKey(d.Message.Incident, d.Receiver)))
+			if ref, ok := unsavedRefs[string(refKey(d.Message.Incident, d.Receiver))]; ok && d.Message.Ref == "" {
+				d.Message.Ref = ref
+			}
 			due = append(due, d)
 			return nil
 		})
@@ -656,32 +698,61 @@ func (m *Manager) attempt(ctx context.Context, d Delivery) {
 		}
 	}
 	m.metrics.notification(d.Receiver, result)
-	err = m.db.Update(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueue)
-		if drop {
-			if ref != "" && d.Message.Ref == "" {
-				if err := tx.Bucket(bucketRefs).Put(refKey(d.Message.Incident, d.Receiver), []byte(ref)); err != nil {
-					return err
-				}
-			}
-			if d.Message.Kind == Resolved {
-				// The incident is over: its references are no longer needed.
-				if err := tx.Bucket(bucketRefs).Delete(refKey(d.Message.Incident, d.Receiver)); err != nil {
-					return err
-				}
-			}
-			return q.Delete(be(d.Seq))
-		}
+	o := outcome{d: d, done: drop, ref: ref}
+	if err := m.update(func(tx *bolt.Tx) error { return save(tx, o) }); err != nil {
+		m.log.Error("alert queue not saved, kept in memory meanwhile", "error", err)
+		m.qmu.Lock()
+		m.unsaved[d.Seq] = o
+		m.qmu.Unlock()
+	}
+	m.metrics.queue(m.queueLength())
+}
+
+// save records an outcome in the queue.
+func save(tx *bolt.Tx, o outcome) error {
+	d := o.d
+	q := tx.Bucket(bucketQueue)
+	if !o.done {
 		b, err := json.Marshal(d)
 		if err != nil {
 			return err
 		}
 		return q.Put(be(d.Seq), b)
+	}
+	if o.ref != "" && d.Message.Ref == "" {
+		if err := tx.Bucket(bucketRefs).Put(refKey(d.Message.Incident, d.Receiver), []byte(o.ref)); err != nil {
+			return err
+		}
+	}
+	if d.Message.Kind == Resolved {
+		// The incident is over: its references are no longer needed.
+		if err := tx.Bucket(bucketRefs).Delete(refKey(d.Message.Incident, d.Receiver)); err != nil {
+			return err
+		}
+	}
+	return q.Delete(be(d.Seq))
+}
+
+// flush writes the outcomes the database did not take before.
+func (m *Manager) flush() {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	if len(m.unsaved) == 0 {
+		return
+	}
+	err := m.update(func(tx *bolt.Tx) error {
+		for _, seq := range slices.Sorted(maps.Keys(m.unsaved)) {
+			if err := save(tx, m.unsaved[seq]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		m.log.Error("alert queue not saved", "error", err)
+		m.log.Error("alert queue still not saved", "deliveries", len(m.unsaved), "error", err)
+		return
 	}
-	m.metrics.queue(m.queueLength())
+	clear(m.unsaved)
 }
 
 var errNoReceiver = errors.New("no such receiver in the config any more")

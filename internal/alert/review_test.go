@@ -3,6 +3,7 @@ package alert
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -259,4 +261,64 @@ func TestEvaluateWithoutNewsWritesNothing(t *testing.T) {
 	if inc, _ := m.Incidents(); len(inc) != 0 {
 		t.Errorf("open incidents after the resolve: %v", inc)
 	}
+}
+
+// countingSender counts what it is sent; past a limit it stops answering,
+// so that a test of a runaway loop fails instead of spinning for ever.
+type countingSender struct{ n atomic.Int32 }
+
+func (c *countingSender) Send(ctx context.Context, _ Message) (string, error) {
+	if c.n.Add(1) > 20 {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	return "", nil
+}
+
+// When the database cannot take a delivery's outcome (disk full), the
+// message, delivered, is not sent again and again: the outcome is kept in
+// memory and written once the database takes it.
+func TestDeliveredOnceWhileTheDiskIsFull(t *testing.T) {
+	cfg := parse(t, fakeLab)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		s := &countingSender{}
+		m, err := Open(Options{Dir: dir, Senders: map[string]Sender{"ops": s}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		m.Update(cfg)
+		if err := m.Raise("dns", "DNS records of lab.test not reconciled", ""); err != nil {
+			t.Fatal(err)
+		}
+		var full atomic.Bool
+		full.Store(true)
+		m.update = func(f func(*bolt.Tx) error) error {
+			if full.Load() {
+				return errors.New("write alerts.db: no space left on device")
+			}
+			return m.db.Update(f)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.Run(ctx) }()
+
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := s.n.Load(); n != 1 {
+			t.Errorf("sent %d times while the disk was full, want once", n)
+		}
+		full.Store(false)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if q, _ := m.Queue(); len(q) != 0 {
+			t.Errorf("%d deliveries still queued once the disk had room", len(q))
+		}
+		if n := s.n.Load(); n != 1 {
+			t.Errorf("sent %d times in all, want once", n)
+		}
+		cancel()
+		<-done
+	})
 }
