@@ -322,3 +322,19 @@ func TestDeliveredOnceWhileTheDiskIsFull(t *testing.T) {
 		<-done
 	})
 }
+
+// BenchmarkEvaluateNoNews is the cost of looking at incidents when nothing
+// changed (every 5 s, and at every change of a check's error text).
+func BenchmarkEvaluateNoNews(b *testing.B) {
+	cfg := parse(b, fakeLab)
+	m, err := Open(Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(cfg)
+	m.Observe(snapshot(map[string]health.State{"vault": health.Down}))
+	for b.Loop() {
+		m.evaluate()
+	}
+}
