@@ -55,7 +55,9 @@ type Problem struct {
 
 // Incident is one cause from its first problem to its resolution.
 type Incident struct {
-	ID         uint64    `json:"id"`
+	ID uint64 `json:"id"`
+	// Key prefixes the keys of its messages: unique to this database.
+	Key        string    `json:"key,omitempty"`
 	Problem    Problem   `json:"problem"`
 	Started    time.Time `json:"started"`
 	Notified   bool      `json:"notified"` // its firing notice went out
@@ -64,6 +66,9 @@ type Incident struct {
 	// Told are the receivers sent a notice of it: they hear of its end even
 	// if the config no longer routes it to them.
 	Told []string `json:"told,omitempty"`
+	// Said is the problem as its last notice told it: a change held back
+	// by maintenance is told when the window ends.
+	Said *Problem `json:"said,omitempty"`
 }
 
 // Notice is one message about an incident, and who receives it.
@@ -119,6 +124,8 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 			to = union(inc.Told, to)
 		}
 		inc.Told = union(inc.Told, to)
+		said := inc.Problem
+		inc.Said = &said
 		notices = append(notices, Notice{Kind: kind, Incident: *inc, Time: now, Receivers: to})
 	}
 	for _, cause := range sortedKeys(problems) {
@@ -151,7 +158,11 @@ func evaluate(now time.Time, open map[string]Incident, problems map[string]Probl
 				p.Services = union(inc.Problem.Services, p.Services)
 				p.Title = relayTitle(p.Services)
 			}
-			changed := inc.Problem.State != p.State || inc.Problem.Title != p.Title || !slices.Equal(inc.Problem.Services, p.Services)
+			said := inc.Problem
+			if inc.Said != nil {
+				said = *inc.Said
+			}
+			changed := said.State != p.State || said.Title != p.Title || !slices.Equal(said.Services, p.Services)
 			inc.Problem = p
 			switch {
 			case held:

@@ -72,6 +72,12 @@ func TestEvaluate(t *testing.T) {
 			{30 * time.Minute, nil, nil, ""},
 			{2 * time.Hour, nil, nil, ""},
 		}},
+		{"a change held by maintenance is told when it ends", Settings{Maintenance: []config.Maintenance{{Start: t0.Add(time.Minute), End: t0.Add(time.Hour)}}}, []step{
+			{0, []Problem{degraded}, nil, "firing:service/a"},
+			{30 * time.Minute, []Problem{down("service/a")}, nil, ""},
+			{time.Hour, []Problem{down("service/a")}, nil, "update:service/a"},
+			{2 * time.Hour, []Problem{down("service/a")}, nil, ""},
+		}},
 		{"maintenance of another service holds nothing", Settings{Maintenance: []config.Maintenance{{Services: []string{"b"}, Start: t0, End: t0.Add(time.Hour)}}}, []step{
 			{0, []Problem{down("service/a")}, nil, "firing:service/a"},
 		}},

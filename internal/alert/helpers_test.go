@@ -115,7 +115,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // parse parses a labgate file for a test.
-func parse(t *testing.T, yaml string) *config.Config {
+func parse(t testing.TB, yaml string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	name := filepath.Join(dir, "lab.yaml")

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,7 +31,7 @@ var (
 	bucketQueue     = []byte("queue")     // sequence (big endian) -> Delivery
 	bucketRefs      = []byte("refs")      // "incident/receiver" -> the receiver's reference to its first message
 	bucketRaised    = []byte("raised")    // cause -> Problem raised by the daemon
-	bucketMeta      = []byte("meta")      // "incident" -> last incident id
+	bucketMeta      = []byte("meta")      // "incident" -> last incident id, "instance" -> this database's random id
 )
 
 // Delivery is one message to one receiver, queued until it is delivered.
@@ -107,6 +110,26 @@ type Manager struct {
 	snap     *health.Snapshot
 	senders  map[string]Sender
 	wake     chan struct{}
+	// configured is closed by the first Update: until then nothing is
+	// known of the receivers, and a queued delivery must wait, not be
+	// dropped as addressed to a receiver that no longer exists.
+	configured chan struct{}
+	once       sync.Once
+
+	// update writes to the database (db.Update; tests make it fail).
+	update func(func(*bolt.Tx) error) error
+	// unsaved are outcomes of deliveries the database did not take (disk
+	// full): kept here, and written again before each round, so that a
+	// delivered message is not sent again and again meanwhile.
+	qmu     sync.Mutex
+	unsaved map[uint64]outcome
+}
+
+// outcome is what became of a delivery attempt.
+type outcome struct {
+	d    Delivery // with its attempts and next attempt when it stays queued
+	done bool     // delivered or dropped: off the queue
+	ref  string   // the receiver's reference to the message, if it is the incident's first
 }
 
 // Open opens (or creates) the database in opts.Dir. Deliveries queued
@@ -136,9 +159,40 @@ func Open(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("alert state: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(opts.Dir, "alerts.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := openDB(filepath.Join(opts.Dir, "alerts.db"))
 	if err != nil {
-		return nil, fmt.Errorf("alert state %s: %w", filepath.Join(opts.Dir, "alerts.db"), err)
+		return nil, err
+	}
+	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
+		configured: make(chan struct{}), update: db.Update, unsaved: map[uint64]outcome{}}
+	m.settings.GroupWait = max(opts.GroupWait, 0)
+	if opts.Registerer != nil {
+		m.metrics = newMetrics(opts.Registerer)
+	}
+	m.metrics.queue(m.queueLength())
+	return m, nil
+}
+
+// openDB opens the database. A damaged file makes bbolt panic, and a
+// panic inside bolt.Open leaves the file locked for the life of the
+// process: so a copy is opened and read through first, and a damaged file
+// is an error that names it (the daemon runs on without alerts), not a
+// crash at every start nor, at the next reload, a lock timeout.
+func openDB(path string) (db *bolt.DB, err error) {
+	if err := checkDB(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			db, err = nil, damaged(path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("alert state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketIncidents, bucketQueue, bucketRefs, bucketRaised, bucketMeta} {
@@ -146,19 +200,65 @@ func Open(opts Options) (*Manager, error) {
 				return err
 			}
 		}
+		// Message keys name the database they come from: incident numbers
+		// start again at 1 in a new one (state_dir wiped, two gateways
+		// mailing one inbox), and a key seen before is taken for a message
+		// already delivered (Matrix txnId, Message-ID).
+		meta := tx.Bucket(bucketMeta)
+		if len(meta.Get([]byte("instance"))) == 0 {
+			return meta.Put([]byte("instance"), []byte(strconv.FormatUint(rand.Uint64(), 36)))
+		}
 		return nil
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("alert state: %w", err)
+		return nil, fmt.Errorf("alert state %s: %w", path, err)
 	}
-	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders}
-	m.settings.GroupWait = max(opts.GroupWait, 0)
-	if opts.Registerer != nil {
-		m.metrics = newMetrics(opts.Registerer)
+	return db, nil
+}
+
+func damaged(path string, why any) error {
+	return fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, why)
+}
+
+// checkDB opens a copy of the database at path, if there is one, and reads
+// it through.
+func checkDB(path string) (err error) {
+	src, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	m.metrics.queue(m.queueLength())
-	return m, nil
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".alerts.db.check-*")
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, r)
+		}
+	}()
+	db, err := bolt.Open(tmp.Name(), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return damaged(path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(_, _ []byte) error { return nil })
+		})
+	})
 }
 
 // Close closes the database. Run must have returned.
@@ -184,6 +284,7 @@ func (m *Manager) Update(cfg *config.Config) {
 		}
 	}
 	m.mu.Unlock()
+	m.once.Do(func() { close(m.configured) })
 	m.evaluate()
 }
 
@@ -249,7 +350,13 @@ func (m *Manager) evaluate() {
 	}
 	now := m.opts.Now()
 	queued := 0
-	err := m.db.Update(func(tx *bolt.Tx) error {
+	// Decided first in a read-only transaction, and again in a writable one
+	// only when something changes: most evaluations (every few seconds, and
+	// at every change of a check's error text) change nothing, and a
+	// write is an fsync, which a Raspberry Pi's SD card pays for.
+	dirty := false
+	record := func(tx *bolt.Tx) error {
+		write := tx.Writable()
 		err := tx.Bucket(bucketRaised).ForEach(func(k, v []byte) error {
 			var p Problem
 			if err := json.Unmarshal(v, &p); err != nil {
@@ -281,12 +388,30 @@ func (m *Manager) evaluate() {
 			if v := meta.Get([]byte("incident")); len(v) == 8 {
 				id = binary.BigEndian.Uint64(v) + 1
 			}
-			meta.Put([]byte("incident"), be(id))
+			if write {
+				meta.Put([]byte("incident"), be(id))
+			}
 			return id
 		}
+		instance := string(meta.Get([]byte("instance")))
 		next, notices := evaluate(now, open, problems, unknown, m.settings, newID)
+		for cause, inc := range next {
+			if _, ok := open[cause]; !ok && inc.Key == "" {
+				inc.Key = "labgate-" + instance + "-" + strconv.FormatUint(inc.ID, 10)
+				next[cause] = inc
+				for i := range notices {
+					if notices[i].Incident.ID == inc.ID {
+						notices[i].Incident.Key = inc.Key
+					}
+				}
+			}
+		}
 		for cause := range open {
 			if _, ok := next[cause]; !ok {
+				dirty = true
+				if !write {
+					continue
+				}
 				if err := incidents.Delete([]byte(cause)); err != nil {
 					return err
 				}
@@ -296,6 +421,10 @@ func (m *Manager) evaluate() {
 			if old, ok := open[cause]; ok && equalIncident(old, inc) {
 				continue
 			}
+			dirty = true
+			if !write {
+				continue
+			}
 			b, err := json.Marshal(inc)
 			if err != nil {
 				return err
@@ -303,6 +432,12 @@ func (m *Manager) evaluate() {
 			if err := incidents.Put([]byte(cause), b); err != nil {
 				return err
 			}
+		}
+		if len(notices) > 0 {
+			dirty = true
+		}
+		if !write {
+			return nil
 		}
 		q := tx.Bucket(bucketQueue)
 		for _, n := range notices {
@@ -325,7 +460,11 @@ func (m *Manager) evaluate() {
 			m.log.Info("alert", "kind", n.Kind, "cause", msg.Cause, "title", msg.Title, "receivers", n.Receivers)
 		}
 		return nil
-	})
+	}
+	err := m.db.View(record)
+	if err == nil && dirty {
+		err = m.db.Update(record)
+	}
 	if err != nil {
 		m.log.Error("alert state not saved", "error", err)
 		return
@@ -347,8 +486,12 @@ func equalIncident(a, b Incident) bool {
 
 func message(n Notice) Message {
 	inc := n.Incident
+	prefix := inc.Key
+	if prefix == "" { // an incident opened by an older labgate
+		prefix = "labgate-" + strconv.FormatUint(inc.ID, 10)
+	}
 	return Message{
-		Key:      "labgate-" + strconv.FormatUint(inc.ID, 10) + "-" + strconv.Itoa(inc.Notices),
+		Key:      prefix + "-" + strconv.Itoa(inc.Notices),
 		Kind:     n.Kind,
 		Incident: inc.ID,
 		Cause:    inc.Problem.Cause,
@@ -409,8 +552,14 @@ func (m *Manager) Queue() ([]Delivery, error) {
 }
 
 // Run delivers the queue and re-evaluates incidents now and then, until
-// ctx is done.
+// ctx is done. It delivers nothing before the first Update: deliveries
+// queued before a restart wait for the receivers of the config.
 func (m *Manager) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-m.configured:
+	}
 	eval := time.NewTicker(m.opts.Evaluate)
 	defer eval.Stop()
 	timer := time.NewTimer(0)
@@ -436,6 +585,7 @@ func (m *Manager) Run(ctx context.Context) error {
 // deliver sends the first waiting delivery of each receiver that is due,
 // until nothing is due, and returns when the next one is ("" when none).
 func (m *Manager) deliver(ctx context.Context) time.Time {
+	m.flush()
 	for ctx.Err() == nil {
 		heads, next, err := m.heads()
 		if err != nil {
@@ -443,6 +593,12 @@ func (m *Manager) deliver(ctx context.Context) time.Time {
 			return m.opts.Now().Add(time.Minute)
 		}
 		if len(heads) == 0 {
+			m.qmu.Lock()
+			unsaved := len(m.unsaved)
+			m.qmu.Unlock()
+			if retry := m.opts.Now().Add(time.Minute); unsaved > 0 && (next.IsZero() || next.After(retry)) {
+				return retry // write the outcomes again then
+			}
 			return next
 		}
 		var wg sync.WaitGroup
@@ -461,12 +617,27 @@ func (m *Manager) heads() ([]Delivery, time.Time, error) {
 	seen := map[string]bool{}
 	var due []Delivery
 	var next time.Time
+	m.qmu.Lock()
+	unsaved := maps.Clone(m.unsaved)
+	m.qmu.Unlock()
+	unsavedRefs := map[string]string{}
+	for _, o := range unsaved {
+		if o.ref != "" {
+			unsavedRefs[string(refKey(o.d.Message.Incident, o.d.Receiver))] = o.ref
+		}
+	}
 	err := m.db.View(func(tx *bolt.Tx) error {
 		refs := tx.Bucket(bucketRefs)
 		return tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
 			var d Delivery
 			if err := json.Unmarshal(v, &d); err != nil {
 				return err
+			}
+			if o, ok := unsaved[d.Seq]; ok {
+				if o.done {
+					return nil // delivered, not yet off the queue
+				}
+				d = o.d
 			}
 			if seen[d.Receiver] {
 				return nil // in order: the first of each receiver goes first
@@ -479,6 +650,9 @@ func (m *Manager) heads() ([]Delivery, time.Time, error) {
 				return nil
 			}
 			d.Message.Ref = string(refs.Get(refKey(d.Message.Incident, d.Receiver)))
+			if ref, ok := unsavedRefs[string(refKey(d.Message.Incident, d.Receiver))]; ok && d.Message.Ref == "" {
+				d.Message.Ref = ref
+			}
 			due = append(due, d)
 			return nil
 		})
@@ -524,32 +698,61 @@ func (m *Manager) attempt(ctx context.Context, d Delivery) {
 		}
 	}
 	m.metrics.notification(d.Receiver, result)
-	err = m.db.Update(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueue)
-		if drop {
-			if ref != "" && d.Message.Ref == "" {
-				if err := tx.Bucket(bucketRefs).Put(refKey(d.Message.Incident, d.Receiver), []byte(ref)); err != nil {
-					return err
-				}
-			}
-			if d.Message.Kind == Resolved {
-				// The incident is over: its references are no longer needed.
-				if err := tx.Bucket(bucketRefs).Delete(refKey(d.Message.Incident, d.Receiver)); err != nil {
-					return err
-				}
-			}
-			return q.Delete(be(d.Seq))
-		}
+	o := outcome{d: d, done: drop, ref: ref}
+	if err := m.update(func(tx *bolt.Tx) error { return save(tx, o) }); err != nil {
+		m.log.Error("alert queue not saved, kept in memory meanwhile", "error", err)
+		m.qmu.Lock()
+		m.unsaved[d.Seq] = o
+		m.qmu.Unlock()
+	}
+	m.metrics.queue(m.queueLength())
+}
+
+// save records an outcome in the queue.
+func save(tx *bolt.Tx, o outcome) error {
+	d := o.d
+	q := tx.Bucket(bucketQueue)
+	if !o.done {
 		b, err := json.Marshal(d)
 		if err != nil {
 			return err
 		}
 		return q.Put(be(d.Seq), b)
+	}
+	if o.ref != "" && d.Message.Ref == "" {
+		if err := tx.Bucket(bucketRefs).Put(refKey(d.Message.Incident, d.Receiver), []byte(o.ref)); err != nil {
+			return err
+		}
+	}
+	if d.Message.Kind == Resolved {
+		// The incident is over: its references are no longer needed.
+		if err := tx.Bucket(bucketRefs).Delete(refKey(d.Message.Incident, d.Receiver)); err != nil {
+			return err
+		}
+	}
+	return q.Delete(be(d.Seq))
+}
+
+// flush writes the outcomes the database did not take before.
+func (m *Manager) flush() {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	if len(m.unsaved) == 0 {
+		return
+	}
+	err := m.update(func(tx *bolt.Tx) error {
+		for _, seq := range slices.Sorted(maps.Keys(m.unsaved)) {
+			if err := save(tx, m.unsaved[seq]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		m.log.Error("alert queue not saved", "error", err)
+		m.log.Error("alert queue still not saved", "deliveries", len(m.unsaved), "error", err)
+		return
 	}
-	m.metrics.queue(m.queueLength())
+	clear(m.unsaved)
 }
 
 var errNoReceiver = errors.New("no such receiver in the config any more")

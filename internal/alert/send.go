@@ -8,9 +8,11 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
+	"mime/quotedprintable"
 	"net"
 	"net/http"
 	"net/smtp"
@@ -18,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/health"
@@ -77,6 +80,21 @@ func httpError(res *http.Response) error {
 	return fmt.Errorf("%s answered %s: %s", res.Request.URL.Host, res.Status, strings.TrimSpace(string(body)))
 }
 
+// hideURL keeps only the host of the URL in a failed request's error: the
+// error is logged and kept in the queue, and a webhook's URL often holds
+// its secret (https://discord.com/api/webhooks/<id>/<token>, ?token=…).
+func hideURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		host := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+		return fmt.Errorf("%s %s: %w", ue.Op, host, ue.Err)
+	}
+	return err
+}
+
 // Webhook posts each message as JSON, signed with HMAC-SHA256 when Secret
 // is set: X-Labgate-Signature: sha256=<hex of HMAC(secret, body)>. The
 // Idempotency-Key header (and the id field) is the same on every retry.
@@ -110,7 +128,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) (string, error) {
 	}
 	res, err := w.Client.Do(req)
 	if err != nil {
-		return "", err
+		return "", hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -159,7 +177,7 @@ func (n *Ntfy) Send(ctx context.Context, m Message) (string, error) {
 	}
 	res, err := n.Client.Do(req)
 	if err != nil {
-		return "", err
+		return "", hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -273,7 +291,7 @@ func (mx *Matrix) do(ctx context.Context, method string, u *url.URL, body []byte
 	}
 	res, err := mx.Client.Do(req)
 	if err != nil {
-		return err
+		return hideURL(err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode/100 != 2 {
@@ -367,29 +385,72 @@ func (e *Email) mail(m Message) []byte {
 	h("Date", m.Time.Format(time.RFC1123Z))
 	h("Message-ID", "<"+m.Key+"@labgate>")
 	if m.Kind != Firing {
-		first := fmt.Sprintf("<labgate-%d-1@labgate>", m.Incident)
+		first := "<" + firstKey(m.Key) + "@labgate>"
 		h("In-Reply-To", first)
 		h("References", first)
 	}
 	h("MIME-Version", "1.0")
 	h("Content-Type", "text/plain; charset=utf-8")
-	h("Content-Transfer-Encoding", "8bit")
+	// Quoted-printable: a line of a mail is at most 998 characters (RFC
+	// 5321), and a relay incident's first line names every service it cut
+	// off. The DATA writer of net/smtp escapes leading dots.
+	h("Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
-	// The DATA writer of net/smtp ends lines with CRLF and escapes leading dots.
-	b.WriteString(Text(m) + "\r\n")
+	qp := quotedprintable.NewWriter(&b)
+	crlf := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n") // a mail's lines end with CRLF
+	_, _ = qp.Write([]byte(crlf.Replace(Text(m)) + "\r\n"))
+	_ = qp.Close()
 	return b.Bytes()
 }
 
-// mimeWord encodes a header value with non-ASCII characters (RFC 2047).
-func mimeWord(s string) string {
-	for _, r := range s {
-		if r > 127 {
-			return "=?utf-8?q?" + qEncode(s) + "?="
-		}
+// firstKey is the key of the first message of key's incident: keys are
+// the incident's prefix, a dash and the message's number.
+func firstKey(key string) string {
+	if i := strings.LastIndexByte(key, '-'); i >= 0 {
+		return key[:i] + "-1"
 	}
-	return s
+	return key
 }
 
+// mimeWord makes s a header value: control characters (a line break in a
+// title would start a header of its own) become spaces, and a value that
+// is not plain short ASCII is encoded (RFC 2047) as words of at most 75
+// characters on folded lines, so that no line exceeds the limits of RFC
+// 5322 however many services a title names.
+func mimeWord(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	plain := len(s) <= 66 // "Subject: [labgate] " and the rest within 78
+	for _, r := range s {
+		if r > 127 {
+			plain = false
+		}
+	}
+	if plain {
+		return s
+	}
+	var words []string
+	for len(s) > 0 {
+		// 12 characters of =?utf-8?q??= leave 63 for the encoded text.
+		n, size := 0, 0
+		for n < len(s) {
+			_, l := utf8.DecodeRuneInString(s[n:])
+			w := len(qEncode(s[n : n+l]))
+			if size+w > 63 {
+				break
+			}
+			size += w
+			n += l
+		}
+		words = append(words, "=?utf-8?q?"+qEncode(s[:n])+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, "\r\n ")
+}
 func qEncode(s string) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {

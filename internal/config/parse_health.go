@@ -78,11 +78,13 @@ func (m Maintenance) Active(t time.Time) bool {
 		if !w.Days[day.Weekday()] {
 			continue
 		}
-		midnight := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
-		start := midnight.Add(w.From)
-		end := midnight.Add(w.To)
+		// Wall-clock times of that day: on a day that changes to or from
+		// daylight saving time, 04:00 is not midnight plus four hours.
+		y, mo, d := day.Date()
+		start := time.Date(y, mo, d, 0, 0, 0, int(w.From), loc)
+		end := time.Date(y, mo, d, 0, 0, 0, int(w.To), loc)
 		if w.To <= w.From {
-			end = midnight.AddDate(0, 0, 1).Add(w.To)
+			end = time.Date(y, mo, d+1, 0, 0, 0, int(w.To), loc)
 		}
 		if !t.Before(start) && t.Before(end) {
 			return true

@@ -199,3 +199,33 @@ func FuzzParseWeekly(f *testing.F) {
 		Maintenance{Weekly: w}.Active(time.Date(2026, 11, 29, 3, 30, 0, 0, time.UTC))
 	})
 }
+
+// A weekly window is in wall-clock time of its time zone, also on the days
+// daylight saving time begins or ends.
+func TestMaintenanceActiveAcrossDST(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	w, err := parseWeekly("sun 04:00-05:00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Timezone = "Europe/Berlin"
+	m := Maintenance{Weekly: w}
+	for _, tt := range []struct {
+		at   time.Time
+		want bool
+	}{
+		{time.Date(2026, 3, 29, 4, 30, 0, 0, berlin), true}, // the day clocks go forward
+		{time.Date(2026, 3, 29, 5, 30, 0, 0, berlin), false},
+		{time.Date(2026, 3, 29, 3, 59, 0, 0, berlin), false},
+		{time.Date(2026, 10, 25, 4, 30, 0, 0, berlin), true}, // the day they go back
+		{time.Date(2026, 10, 25, 3, 30, 0, 0, berlin), false},
+		{time.Date(2026, 10, 25, 5, 0, 0, 0, berlin), false},
+	} {
+		if got := m.Active(tt.at.UTC()); got != tt.want {
+			t.Errorf("Active(%s) = %v, want %v", tt.at, got, tt.want)
+		}
+	}
+}

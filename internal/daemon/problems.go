@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
@@ -74,7 +77,8 @@ func (d *Daemon) dnsEvent(ev dns.Event) {
 }
 
 // clearStaleCertAlerts resolves the certificate alerts of names cfg no
-// longer serves from ACME: nothing will ever succeed for them.
+// longer serves from ACME, and the DNS alerts when cfg manages no DNS
+// records: nothing will ever succeed for them.
 func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
 	a := d.Alerts()
 	if a == nil {
@@ -83,6 +87,13 @@ func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
 	open, err := a.Incidents()
 	if err != nil {
 		return
+	}
+	if cfg.DNS.Provider == nil {
+		for _, cause := range []string{causeDNS, causeDNSConflicts} {
+			if _, ok := open[cause]; ok {
+				d.ClearAlert(cause)
+			}
+		}
 	}
 	keep := map[string]bool{}
 	if cfg.TLS.ACME != nil && needsTLS(cfg) {
@@ -95,4 +106,56 @@ func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
 			d.ClearAlert(cause)
 		}
 	}
+}
+
+// settleDNSAlerts resolves the DNS alerts that st, the outcome of a
+// reconciliation, says are over. Events end them while labgate runs; but
+// they outlive a restart, and the reconciler of the new process tells a
+// recovery or an empty set of conflicts only as a change from what it
+// found before, so its first success would leave them open for good.
+func (d *Daemon) settleDNSAlerts(st dns.Status, hosts []string) {
+	a := d.Alerts()
+	if a == nil || st.Time.IsZero() || st.Err != "" {
+		return
+	}
+	open, err := a.Incidents()
+	if err != nil {
+		return
+	}
+	if _, ok := open[causeDNS]; ok {
+		d.ClearAlert(causeDNS)
+	}
+	if _, ok := open[causeDNSConflicts]; ok && !slices.ContainsFunc(hosts, func(h string) bool {
+		state, _ := st.Host(h)
+		return state == dns.HostConflict
+	}) {
+		d.ClearAlert(causeDNSConflicts)
+	}
+}
+
+// watchDNSAlerts settles the DNS alerts with the first reconciliation of
+// this process, then leaves them to events.
+func (d *Daemon) watchDNSAlerts(ctx context.Context, hosts func() []string) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if st := d.dns.status(); !st.Time.IsZero() {
+			d.settleDNSAlerts(st, hosts())
+			return
+		}
+	}
+}
+
+// dnsHosts are the names of cfg's services.
+func dnsHosts(cfg *config.Config) []string {
+	var out []string
+	for _, s := range cfg.Services {
+		out = append(out, s.Hosts...)
+	}
+	return out
 }

@@ -538,9 +538,15 @@ func derive(targets []*running, relay *CheckStatus, tr Traffic) (State, string, 
 		if !insideKnown {
 			state = Down // nothing says the service itself works
 		}
-		// The relay path failed while this check was failing: that is the
-		// cause, until this check passes again.
-		if relay != nil && !relay.LastFailure.IsZero() && !relay.LastFailure.Before(c.FailingSince) {
+		// The relay path failed after this check last did: that is the
+		// cause, until this check passes again. A check that fails again
+		// once the relay path works is this service's exposure: else an
+		// incident of the relay would outlive it, naming it, for good.
+		last := c.LastFailure
+		if last.IsZero() || last.Before(c.FailingSince) {
+			last = c.FailingSince
+		}
+		if relay != nil && !relay.LastFailure.IsZero() && !relay.LastFailure.Before(last) {
 			why := "relay path broken"
 			if relay.Last != nil && relay.Last.State == Down {
 				why += ": " + relay.Last.Error

@@ -174,10 +174,16 @@ func (f checkerFunc) Check(ctx context.Context) error { return f(ctx) }
 
 func status(scope Scope, state State, failingSince time.Time, err string) *running {
 	r := &running{t: Target{Check: "http", Scope: scope}}
-	r.status = CheckStatus{Check: "http", Scope: scope, State: state, FailingSince: failingSince, LastError: err}
+	r.status = CheckStatus{Check: "http", Scope: scope, State: state, FailingSince: failingSince, LastFailure: failingSince, LastError: err}
 	if err != "" {
 		r.status.Last = &Result{State: Down, Error: err}
 	}
+	return r
+}
+
+// failedAgain records another failure of r at t.
+func failedAgain(r *running, t time.Time) *running {
+	r.status.LastFailure = t
 	return r
 }
 
@@ -205,6 +211,10 @@ func TestDerive(t *testing.T) {
 			"degraded relay: relay path broken: connection refused"},
 		{"relay back, check not yet", []*running{status(Inside, Up, time.Time{}, ""), status(Outside, Down, t1, "refused")}, relayBack, Traffic{},
 			"degraded relay: relay path broken"},
+		// Failing since before the relay path broke, and again after it
+		// came back: the service's own exposure is broken.
+		{"relay back, check failing again", []*running{status(Inside, Up, time.Time{}, ""), failedAgain(status(Outside, Down, t1, "status 502"), t1.Add(time.Minute))},
+			relayBack, Traffic{}, "degraded exposure: exposure broken, inside checks pass: outside check http: status 502"},
 		{"outside only", []*running{status(Outside, Down, t1, "status 500")}, relayOld, Traffic{},
 			"down exposure: outside check http: status 500"},
 		{"failing traffic", []*running{status(Inside, Up, time.Time{}, "")}, nil, Traffic{Requests: 100, Errors: 40, MeanLatency: time.Millisecond},
