@@ -123,6 +123,9 @@ type ACME struct {
 	// managed are the names of the last Manage, each with what cancels its
 	// background work (obtaining, with its retries) once it is dropped.
 	managed map[string]context.CancelFunc
+	// retired: a newer source took over, this one no longer exports
+	// expiry times (see Retire).
+	retired bool
 
 	closeOnce sync.Once
 }
@@ -247,8 +250,8 @@ func (a *ACME) Manage(names []string) Source {
 			stop()
 			delete(a.managed, n)
 			remove = append(remove, certmagic.SubjectIssuer{Subject: n})
-			if m := a.opts.Metrics; m != nil {
-				m.expiry.DeleteLabelValues(n)
+			if !a.retired {
+				a.opts.Metrics.forget(n)
 			}
 		}
 	}
@@ -282,6 +285,7 @@ func (a *ACME) HTTPHandler(next http.Handler) http.Handler {
 // Close stops renewals, retries and OCSP refreshes.
 func (a *ACME) Close() {
 	a.closeOnce.Do(func() {
+		a.Retire()
 		a.cancel()
 		a.cache.Stop()
 		if a.decoy != nil {
@@ -366,11 +370,31 @@ func (a *ACME) onEvent(ctx context.Context, event string, data map[string]any) e
 
 func (a *ACME) setExpiry(name string, t time.Time) {
 	a.mu.Lock()
-	_, managed := a.managed[name]
-	a.mu.Unlock()
-	if m := a.opts.Metrics; m != nil && managed {
-		m.expiry.WithLabelValues(name).Set(float64(t.Unix()))
+	defer a.mu.Unlock() // held: Retire waits for an export in progress
+	if _, managed := a.managed[name]; managed && !a.retired {
+		a.opts.Metrics.set(name, t)
 	}
+}
+
+// Retire stops a from exporting expiry times, for good: a newer source (or
+// none, when tls.acme left the file) owns labgate_cert_expiry_timestamp_seconds
+// from then on. Call it before [Metrics.Retain], so the names this source
+// still manages while its generation drains are not exported again.
+func (a *ACME) Retire() {
+	a.mu.Lock()
+	a.retired = true
+	a.mu.Unlock()
+}
+
+// managedNames returns the names of the last Manage.
+func (a *ACME) managedNames() map[string]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]bool, len(a.managed))
+	for n := range a.managed {
+		out[n] = true
+	}
+	return out
 }
 
 func (a *ACME) storedExpiry(ctx context.Context, key string) time.Time {

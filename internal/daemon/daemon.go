@@ -230,6 +230,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			keep = d.cur.addrs()
 		}
 		d.registry.Retain(keep)
+		d.retireSeries(nil, d.cur) // what the failed build exported
 		return err
 	}
 	d.level.Set(parseLevel(cfg.Log.Level))
@@ -238,6 +239,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.cur = g
 	d.gens++
 	d.registry.Retain(g.addrs())
+	d.retireSeries(old, g)
 	d.metrics.reloadOK.Set(1)
 	d.metrics.reloadTime.SetToCurrentTime()
 	d.metrics.generation.Set(float64(d.gens))

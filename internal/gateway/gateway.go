@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/labgate/labgate/internal/config"
 )
 
@@ -48,6 +50,7 @@ type Gateway struct {
 	services []*service
 	https    [2]*handler // by class, for HTTPS listeners
 	http     [2]*handler // by class, for plain-HTTP listeners
+	export   *exportGate // closed by Retire
 	roots    []*os.Root
 	closed   sync.Once
 }
@@ -62,7 +65,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.PassiveCooldown <= 0 {
 		opts.PassiveCooldown = defaultCooldown
 	}
-	g := &Gateway{log: opts.Log, access: opts.Access}
+	g := &Gateway{log: opts.Log, access: opts.Access, export: &exportGate{}}
 	var errs []error
 	for _, sc := range cfg.Services {
 		if !sc.HTTP() && sc.Passthrough == nil || len(sc.Hosts) == 0 {
@@ -109,6 +112,38 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+// Retire stops g from writing labgate_backend_up: it is called when a newer
+// generation has taken over, whose backends own the series from then on (a
+// draining generation's checks and failed requests would otherwise set the
+// series of a backend the new one shares, or that was deleted).
+func (g *Gateway) Retire() {
+	g.export.mu.Lock()
+	g.export.retired = true
+	g.export.mu.Unlock()
+}
+
+// exportGate says whether a generation's backends still write their series.
+type exportGate struct {
+	mu      sync.Mutex
+	retired bool
+}
+
+// set sets gauge to v unless the generation has been retired.
+func (e *exportGate) set(gauge prometheus.Gauge, v float64) {
+	if gauge == nil {
+		return
+	}
+	if e == nil {
+		gauge.Set(v)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.retired {
+		gauge.Set(v)
+	}
 }
 
 // Close closes idle upstream connections and open static directories. Call

@@ -35,12 +35,10 @@ func (b *backend) report(up bool, why string, err error) {
 		return
 	}
 	b.up.Store(up)
-	if b.m.up != nil {
-		if up {
-			b.m.up.Set(1)
-		} else {
-			b.m.up.Set(0)
-		}
+	if up {
+		b.svc.export.set(b.m.up, 1)
+	} else {
+		b.svc.export.set(b.m.up, 0)
 	}
 	if up {
 		b.log.Info("backend up", "why", why)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,9 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	up       *prometheus.GaugeVec
 	errors   *prometheus.CounterVec
+
+	mu       sync.Mutex
+	backends map[[2]string]bool // the service and backend labels of up
 }
 
 // NewMetrics creates the gateway's series and registers them with reg.
@@ -102,9 +106,49 @@ func (m *Metrics) forBackend(service, backend string) backendMetrics {
 	if m == nil {
 		return bm
 	}
+	m.mu.Lock()
+	if m.backends == nil {
+		m.backends = map[[2]string]bool{}
+	}
+	m.backends[[2]string{service, backend}] = true
 	bm.up = m.up.WithLabelValues(service, backend)
+	m.mu.Unlock()
 	for i, r := range reasonNames {
 		bm.errors[i] = m.errors.WithLabelValues(service, backend, r)
 	}
 	return bm
+}
+
+// Retain deletes the labgate_backend_up series of every backend that g (the
+// generation now serving; nil: none) does not have, so a backend removed
+// from the file while down stops reading 0 (and LabgateBackendDown stops
+// firing). Call it once g has taken over, after Retire on the generation it
+// replaced: a retired generation no longer writes its series, and the
+// children it still holds are detached from the vector once deleted, so
+// nothing re-creates them.
+//
+// Counters (requests, durations, backend errors) of removed services and
+// backends are kept on purpose: they only grow, rate() over them falls to 0
+// by itself, and deleting them would make increase() over a window spanning
+// the reload lose the requests counted before it.
+func (m *Metrics) Retain(g *Gateway) {
+	if m == nil {
+		return
+	}
+	keep := map[[2]string]bool{}
+	if g != nil {
+		for _, s := range g.services {
+			for _, b := range s.backends {
+				keep[[2]string{s.cfg.Name, b.name}] = true
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.backends {
+		if !keep[k] {
+			m.up.DeleteLabelValues(k[0], k[1])
+			delete(m.backends, k)
+		}
+	}
 }

@@ -28,6 +28,7 @@ type service struct {
 	cfg         *config.Service
 	log         *slog.Logger
 	metrics     *Metrics
+	export      *exportGate
 	backends    []*backend
 	next        atomic.Uint32 // round-robin position
 	files       http.Handler  // static services
@@ -37,7 +38,7 @@ type service struct {
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
-	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, echo: sc.Echo}
+	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, export: g.export, echo: sc.Echo}
 	if opts.Observe != nil {
 		s.observe = opts.Observe(sc.Name)
 	}
@@ -238,9 +239,7 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 		// server's buffering, which saves a syscall per write.
 	}
 	b.up.Store(true)
-	if b.m.up != nil {
-		b.m.up.Set(1)
-	}
+	s.export.set(b.m.up, 1)
 	return b
 }
 
