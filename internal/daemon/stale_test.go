@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +92,78 @@ func TestReloadDeletesRemovedSeries(t *testing.T) {
 	// gone still failing meanwhile: it must not export them again.
 	time.Sleep(3 * time.Second)
 	check("after the old generation drained")
+}
+
+// The expiry of a certificate is no longer exported once its name leaves
+// the file with tls.acme changed (a new ACME source), nor any once tls.acme
+// is removed: LabgateCertificateExpiring must not fire for them.
+func TestReloadDeletesRemovedCertExpiry(t *testing.T) {
+	l := newACMELab(t, t.TempDir(), "www", "blog")
+	l.start()
+	l.served("www")
+	l.served("blog")
+	expiry := func() string { return grep(scrape(t, l.d.adminAddr()), "labgate_cert_expiry_timestamp_seconds{") }
+	waitFor(t, "both expiry times", func() bool {
+		m := expiry()
+		return strings.Contains(m, `name="www.lab.test"`) && strings.Contains(m, `name="blog.lab.test"`)
+	})
+	rewrite := func(edit func(string) string) {
+		t.Helper()
+		b, err := os.ReadFile(l.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := l.file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(edit(string(b))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, l.file); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Another account: a new ACME source, without blog.
+	gen := l.d.generation()
+	rewrite(func(s string) string {
+		var out []string
+		for _, line := range strings.Split(s, "\n") {
+			if !strings.Contains(line, "name: blog") {
+				out = append(out, strings.Replace(line, "admin@lab.test", "ops@lab.test", 1))
+			}
+		}
+		return strings.Join(out, "\n")
+	})
+	waitFor(t, "the reload", func() bool { return l.d.generation() > gen })
+	if n := strings.Count(l.logs.String(), "certificates come from ACME"); n != 2 {
+		t.Fatalf("%d ACME sources made, want a second one for the new account", n)
+	}
+	l.served("www")
+	waitFor(t, "blog's expiry gone, www's there", func() bool {
+		m := expiry()
+		return !strings.Contains(m, `name="blog.lab.test"`) && strings.Contains(m, `name="www.lab.test"`)
+	})
+	time.Sleep(1500 * time.Millisecond) // the old generation drains (shutdown_grace 1s)
+	if m := expiry(); strings.Contains(m, `name="blog.lab.test"`) {
+		t.Errorf("blog's expiry exported again after the drain:\n%s", m)
+	}
+
+	// No tls.acme: the internal CA serves, no expiry is exported.
+	gen = l.d.generation()
+	rewrite(func(s string) string {
+		var out []string
+		for _, line := range strings.Split(s, "\n") {
+			if line != "tls:" && !strings.HasPrefix(line, "  acme:") {
+				out = append(out, line)
+			}
+		}
+		return strings.Join(out, "\n")
+	})
+	waitFor(t, "the reload without tls.acme", func() bool { return l.d.generation() > gen })
+	if m := expiry(); m != "" {
+		t.Errorf("expiry exported without tls.acme:\n%s", m)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if m := expiry(); m != "" {
+		t.Errorf("expiry exported again after the drain:\n%s", m)
+	}
 }
