@@ -340,8 +340,8 @@ func (s *Server) view(svc Service, now time.Time) serviceView {
 	}
 	if ds, err := s.opts.History.Days(svc.Name, "", now, barDays); err == nil {
 		v.Bars = template.HTML(uptimeBars(ds, false))
-		v.Uptime90 = percent(sum(ds).Uptime())
-		v.Uptime30 = percent(sum(ds[len(ds)-30:]).Uptime())
+		v.Uptime90 = percent(history.Merge(ds).Uptime())
+		v.Uptime30 = percent(history.Merge(ds[len(ds)-30:]).Uptime())
 	} else {
 		s.opts.Log.Warn("reading the health history", "service", svc.Name, "error", err)
 	}
@@ -350,8 +350,6 @@ func (s *Server) view(svc Service, now time.Time) serviceView {
 	}
 	return v
 }
-
-func sum(bs []history.Bucket) history.Bucket { return history.Merge(bs) }
 
 // coarsen merges every k buckets into one: a chart on a page needs no more
 // points than it has pixels to spare.
@@ -469,8 +467,8 @@ func (s *Server) apiService(svc Service, now time.Time) (apiService, []history.B
 	if err != nil {
 		return a, nil
 	}
-	a.Uptime90 = ratio(sum(ds).Uptime())
-	a.Uptime30 = ratio(sum(ds[len(ds)-30:]).Uptime())
+	a.Uptime90 = ratio(history.Merge(ds).Uptime())
+	a.Uptime30 = ratio(history.Merge(ds[len(ds)-30:]).Uptime())
 	return a, ds
 }
 
@@ -579,7 +577,7 @@ func (s *Server) serveUptimeBadge(w http.ResponseWriter, r *http.Request) {
 		s.opts.Log.Warn("reading the health history", "service", name, "error", err)
 		return
 	}
-	u := sum(ds).Uptime()
+	u := history.Merge(ds).Uptime()
 	color := colorOf("up")
 	switch {
 	case u < 0:
