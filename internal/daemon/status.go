@@ -212,13 +212,11 @@ func (sp *statusPage) record(res health.Result, svc health.State) {
 		smps = append(smps, own)
 	}
 	// Record, unlike RecordAll, shares one transaction (one fsync) with
-	// the results other checks record at the same moment.
-	for _, smp := range smps {
-		if err := st.Record(smp); err != nil {
-			if log := sp.log.Load(); log != nil {
-				log.Warn("recording the health history failed", "error", err)
-			}
-			return
+	// the results other checks record at the same moment: the result and
+	// its service's state go in one.
+	if err := st.Record(smps...); err != nil {
+		if log := sp.log.Load(); log != nil {
+			log.Warn("recording the health history failed", "error", err)
 		}
 	}
 }

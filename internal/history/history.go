@@ -195,9 +195,17 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-// Record stores one result. Concurrent calls share a transaction.
-func (s *Store) Record(smp Sample) error {
-	return s.db.Batch(func(tx *bolt.Tx) error { return record(tx, smp) })
+// Record stores results, in order. Concurrent calls share a transaction
+// (one write to disk for the results of checks that end together).
+func (s *Store) Record(smps ...Sample) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		for _, smp := range smps {
+			if err := record(tx, smp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // RecordAll stores results in one transaction, in order.
