@@ -211,8 +211,7 @@ type serviceState struct {
 	since    time.Time
 	cause    string
 	reason   string
-	exported bool  // labgate_service_state was set
-	metric   State // to this
+	exported bool // labgate_service_state was set (to state)
 }
 
 // New returns a Monitor with no targets.
@@ -483,17 +482,18 @@ func (m *Monitor) recompute(service string) bool {
 			continue
 		}
 		state, cause, reason := derive(m.byService[name], relay, m.passive.traffic(name))
-		if state != s.state || cause != s.cause || reason != s.reason {
+		moved := state != s.state
+		if moved || cause != s.cause || reason != s.reason {
 			changed = true
-			if state != s.state {
+			if moved {
 				s.since = now
 				m.log.Info("service state", "service", name, "state", state, "cause", cause, "reason", reason)
 			}
 			s.state, s.cause, s.reason = state, cause, reason
 		}
-		if !s.exported || s.state != s.metric {
+		if moved || !s.exported {
 			m.metrics.serviceState(name, s.state)
-			s.exported, s.metric = true, s.state
+			s.exported = true
 		}
 	}
 	relayState := Unknown
