@@ -23,6 +23,7 @@ package alert
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -204,14 +205,7 @@ func relayTitle(services []string) string {
 	return "relay path broken: cuts off " + strings.Join(services, ", ")
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // routing says who is told about what: the receivers of each service and
 // those of problems that are no one service's.
