@@ -95,18 +95,12 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) (err er
 	// Errors name the file as it is in the repository (lab.yaml:17:13), not
 	// as the revision's copy in state_dir.
 	name := filepath.FromSlash(boot.Git.Path)
-	data := rev.Data
 	keys := func() ([]age.Identity, error) { return sops.Identities(nil, boot.Git.AgeKeyFile) }
-	if sops.Encrypted(data) {
-		ids, err := keys()
-		if err == nil {
-			data, err = sops.Decrypt(data, ids)
-		}
-		if err != nil {
-			err = fmt.Errorf("%s: %w", name, err)
-			d.revisionRefused(err)
-			return err
-		}
+	data, err := sops.Plain(rev.Data, keys)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+		d.revisionRefused(err)
+		return err
 	}
 	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys), Name: name})
 	if err == nil {
