@@ -53,9 +53,7 @@ func relayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		load = func() (daemon.RelaySetup, error) { return daemon.RelaySetup{Relay: ro, Admin: *admin}, nil }
 	}
-	if _, err := load(); err != nil {
-		return reportConfigError("relay", err, stderr)
-	}
+	// Run loads first and returns a refused config before binding anything.
 	d := daemon.NewRelay(daemon.RelayOptions{Load: load, Watch: *path, Stderr: stderr, Version: buildVersion()})
 	return reportConfigError("relay", d.Run(ctx), stderr)
 }

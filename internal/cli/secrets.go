@@ -22,14 +22,8 @@ func loadConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	keys := func() ([]age.Identity, error) { return sops.Identities(nil, "") }
-	if sops.Encrypted(data) {
-		ids, err := keys()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if data, err = sops.Decrypt(data, ids); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
+	if data, err = sops.Plain(data, keys); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return config.Parse(path, data, config.Options{ReadSecret: sops.SecretFile(keys)})
 }

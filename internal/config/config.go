@@ -44,13 +44,19 @@ type Config struct {
 	// positions maps field paths ("services[2].tcp[0].port") to where their
 	// values start in the file, for errors found after parsing.
 	positions map[string]position
+	// shown names the file in errors (Options.Name; "": Path).
+	shown string
 }
 
 // Errorf returns an Error about the value at path (as in
 // "services[2].tcp[0].port"), placed at that value's line and column, or at
 // its closest enclosing value's: for checks made after parsing.
 func (c *Config) Errorf(path, format string, args ...any) Error {
-	e := Error{File: c.Path, Path: path, Msg: fmt.Sprintf(format, args...)}
+	file := c.shown
+	if file == "" {
+		file = c.Path
+	}
+	e := Error{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	for p := path; p != ""; p = parent(p) {
 		if pos, ok := c.positions[p]; ok {
 			e.Line, e.Col = pos.line, pos.col

@@ -327,17 +327,24 @@ func (d *decoder) secretFile(n *yaml.Node, v reflect.Value, keyPath, path string
 	}
 	b, err := d.readSecret(name)
 	if err != nil {
-		d.errorf(n, keyPath, "cannot read secret: %v", unwrapPathError(err))
+		d.errorf(n, keyPath, "cannot read secret: %v", d.pathError(err))
 		return
 	}
 	v.SetString(strings.TrimRight(string(b), "\r\n"))
 }
 
-func unwrapPathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+// pathError drops the operation from a file error and names the file as
+// errors name the config (Options.Name): a file beside it, beside that name.
+func (d *decoder) pathError(err error) error {
+	pe, ok := err.(*os.PathError)
+	if !ok {
+		return err
 	}
-	return err
+	p := pe.Path
+	if rel, err := filepath.Rel(d.dir, p); err == nil && filepath.IsLocal(rel) {
+		p = filepath.Join(filepath.Dir(d.file), rel)
+	}
+	return fmt.Errorf("%s: %v", p, pe.Err)
 }
 
 func kindName(n *yaml.Node) string {

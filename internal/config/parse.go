@@ -34,6 +34,11 @@ type Options struct {
 	// ${VAR} or reading its *_file: for `labgate render`, which never uses a
 	// secret's value and runs where the secrets are not (an Argo CD plugin).
 	UnreadSecrets bool
+	// Name, when set, is how errors name the file and the files beside it
+	// (default: the name Parse reads): a revision fetched from git is read
+	// from a copy in state_dir, and errors name it as it is in the
+	// repository (homelab/lab.yaml:17:13).
+	Name string
 }
 
 // unreadSecret is the value of a secret that Options.UnreadSecrets left unread.
@@ -58,8 +63,12 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if opts.ReadSecret == nil {
 		opts.ReadSecret = os.ReadFile
 	}
+	shown := name
+	if opts.Name != "" {
+		shown = opts.Name
+	}
 	d := &decoder{
-		file:       name,
+		file:       shown,
 		dir:        filepath.Dir(name),
 		getenv:     opts.Getenv,
 		pos:        map[string]position{},
@@ -72,9 +81,9 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: name, Msg: "the file is empty (start with `version: 1`)"}}
+			return nil, Errors{{File: shown, Msg: "the file is empty (start with `version: 1`)"}}
 		}
-		e := yamlError(name, err)
+		e := yamlError(shown, err)
 		if e.Line > 0 {
 			// The error points at the line where a flow collection starts or
 			// at the one after: look around it for a ${VAR}.
@@ -89,10 +98,10 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case err == nil:
-		return nil, Errors{{File: name, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed (remove the ---)"}}
+		return nil, Errors{{File: shown, Line: extra.Line, Col: extra.Column, Msg: "only one YAML document is allowed (remove the ---)"}}
 	case !errors.Is(err, io.EOF):
 		// A broken second document is still a broken file.
-		return nil, Errors{yamlError(name, err)}
+		return nil, Errors{yamlError(shown, err)}
 	}
 	var f file
 	root := &doc
@@ -100,7 +109,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 		root = root.Content[0]
 	}
 	if isNull(root) {
-		return nil, Errors{{File: name, Msg: "the file is empty (start with `version: 1`)"}}
+		return nil, Errors{{File: shown, Msg: "the file is empty (start with `version: 1`)"}}
 	}
 	d.decode(root, reflect.ValueOf(&f).Elem(), "")
 	if root.Kind != yaml.MappingNode {
@@ -114,6 +123,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	}}
 	cfg := b.build(&f)
 	cfg.Path = name
+	cfg.shown = shown
 	cfg.positions = d.pos
 	b.git(cfg, f.Git, opts.Bootstrap)
 	if len(d.errs) > 0 {
@@ -178,7 +188,7 @@ func (b *builder) fail(path, format string, args ...any) {
 		}
 	}
 	// Report at the value's position, or at the closest enclosing one.
-	c := Config{Path: b.file, positions: b.pos}
+	c := Config{shown: b.file, positions: b.pos}
 	b.errs = append(b.errs, c.Errorf(path, format, args...))
 }
 
@@ -247,7 +257,7 @@ func (b *builder) tls(f fileTLS) TLS {
 func (b *builder) existingFile(path, name string) string {
 	p := b.abs(name)
 	if _, err := os.Stat(p); err != nil {
-		b.fail(path, "%v", unwrapPathError(err))
+		b.fail(path, "%v", b.pathError(err))
 	}
 	return p
 }

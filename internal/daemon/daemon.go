@@ -10,7 +10,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -205,16 +204,7 @@ func (d *Daemon) swap(cfg *config.Config) (bool, error) {
 }
 
 func (d *Daemon) reloadFailed(err error) {
-	d.metrics.reloadOK.Set(0)
-	d.metrics.reloads.WithLabelValues("failure").Inc()
-	var errs config.Errors
-	if errors.As(err, &errs) {
-		for _, e := range errs {
-			d.log.Error("config refused, still serving the previous one", "error", e.Error())
-		}
-		return
-	}
-	d.log.Error("reload failed, still serving the previous one", "error", err)
+	d.metrics.reloadFailed(d.log, err, "serving the previous one")
 }
 
 // apply builds a generation from cfg and swaps it in.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -95,33 +94,19 @@ func (d *Daemon) applyRevision(boot *config.Config, rev gitops.Revision) (err er
 	}()
 	// Errors name the file as it is in the repository (lab.yaml:17:13), not
 	// as the revision's copy in state_dir.
-	inRepo := func(err error) error {
-		if err == nil {
-			return nil
-		}
-		return errors.New(strings.ReplaceAll(err.Error(), rev.Dir+string(filepath.Separator), ""))
-	}
-	data := rev.Data
+	name := filepath.FromSlash(boot.Git.Path)
 	keys := func() ([]age.Identity, error) { return sops.Identities(nil, boot.Git.AgeKeyFile) }
-	if sops.Encrypted(data) {
-		ids, err := keys()
-		if err == nil {
-			data, err = sops.Decrypt(data, ids)
-		}
-		if err != nil {
-			err = inRepo(fmt.Errorf("%s: %w", rev.File, err))
-			d.revisionRefused(err)
-			return err
-		}
-	}
-	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys)})
+	data, err := sops.Plain(rev.Data, keys)
 	if err != nil {
-		err = inRepo(err)
+		err = fmt.Errorf("%s: %w", name, err)
 		d.revisionRefused(err)
 		return err
 	}
-	if err := Check(cfg); err != nil {
-		err = inRepo(err)
+	cfg, err := config.Parse(rev.File, data, config.Options{Bootstrap: boot, ReadSecret: sops.SecretFile(keys), Name: name})
+	if err == nil {
+		err = Check(cfg)
+	}
+	if err != nil {
 		d.revisionRefused(err)
 		return err
 	}

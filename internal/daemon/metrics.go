@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"log/slog"
 	"net/http"
 	"runtime"
 
@@ -65,4 +67,19 @@ func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 func (m *metrics) refusedBy(class config.Class) func(reason string) {
 	c := m.refused.MustCurryWith(prometheus.Labels{"class": class.String()})
 	return func(reason string) { c.WithLabelValues(reason).Inc() }
+}
+
+// reloadFailed counts a refused reload and logs each problem, saying what
+// keeps going ("serving the previous one").
+func (m *metrics) reloadFailed(log *slog.Logger, err error, still string) {
+	m.reloadOK.Set(0)
+	m.reloads.WithLabelValues("failure").Inc()
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			log.Error("config refused, still "+still, "error", e.Error())
+		}
+		return
+	}
+	log.Error("reload failed, still "+still, "error", err)
 }

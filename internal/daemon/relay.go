@@ -147,16 +147,7 @@ func (d *Relay) reload(current relay.Options, reason string) relay.Options {
 		err = d.r.Update(ro)
 	}
 	if err != nil {
-		d.metrics.reloadOK.Set(0)
-		d.metrics.reloads.WithLabelValues("failure").Inc()
-		var errs config.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				d.log.Error("config refused, still relaying with the previous one", "error", e.Error())
-			}
-		} else {
-			d.log.Error("reload failed, still relaying with the previous one", "error", err)
-		}
+		d.metrics.reloadFailed(d.log, err, "relaying with the previous one")
 		return current
 	}
 	d.metrics.reloadOK.Set(1)

@@ -167,6 +167,20 @@ func Decrypt(data []byte, ids []age.Identity) ([]byte, error) {
 	return w.output(data, root, idx)
 }
 
+// Plain returns a config file as it reads in clear: decrypted with the
+// identities keys returns (asked for only then) when sops encrypted it,
+// else data as it is.
+func Plain(data []byte, keys func() ([]age.Identity, error)) ([]byte, error) {
+	if !Encrypted(data) {
+		return data, nil
+	}
+	ids, err := keys()
+	if err != nil {
+		return nil, err
+	}
+	return Decrypt(data, ids)
+}
+
 // DecryptData decrypts a file that sops encrypted as binary (a secret file
 // beside the config: `sops encrypt --input-type binary --output-type yaml
 // token.txt`, or JSON output) and returns the original bytes.
