@@ -64,13 +64,10 @@ type server struct {
 // Check builds what serve would build from cfg, without binding, starting
 // or writing anything: the dry run behind `labgate check`.
 func Check(cfg *config.Config) error {
-	if err := checkACME(cfg); err != nil {
+	if err := precheck(cfg); err != nil {
 		return err
 	}
 	if err := l4.Check(cfg); err != nil {
-		return err
-	}
-	if err := dns.Check(cfg); err != nil {
 		return err
 	}
 	gw, err := gateway.New(cfg, gateway.Options{HTTPSPort: httpsPorts(cfg)})
@@ -78,6 +75,20 @@ func Check(cfg *config.Config) error {
 		return err
 	}
 	gw.Close()
+	return nil
+}
+
+// precheck holds the checks that nothing build constructs makes by itself
+// (l4.New and gateway.New check the rest): build and Check both run it, so
+// serve refuses exactly what `labgate check` refuses, on start and on every
+// reload, from a file or from git.
+func precheck(cfg *config.Config) error {
+	if err := checkACME(cfg); err != nil {
+		return err
+	}
+	if err := dns.Check(cfg); err != nil {
+		return err
+	}
 	if _, err := health.Targets(cfg, health.Env{}); err != nil {
 		return err
 	}
@@ -85,7 +96,7 @@ func Check(cfg *config.Config) error {
 }
 
 func (d *Daemon) build(cfg *config.Config) (*generation, error) {
-	if err := checkACME(cfg); err != nil {
+	if err := precheck(cfg); err != nil {
 		return nil, err
 	}
 	var source certs.Source // set below for ACME, once the listeners are bound
