@@ -124,12 +124,10 @@ tls:
 
 func (l *acmeLab) start() {
 	l.t.Helper()
-	ready := make(chan struct{})
 	opts := Options{
 		Load:       func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:      l.file,
 		Stderr:     l.logs,
-		Ready:      func(*Daemon) { close(ready) },
 		CertEvents: func(e certs.Event) { l.events <- e },
 	}
 	if l.mode == dnsWildcard {
@@ -137,17 +135,7 @@ func (l *acmeLab) start() {
 			return l.p, nil // the test's provider: challtestsrv, pebble's DNS server
 		}
 	}
-	l.d = New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- l.d.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-l.done:
-		l.t.Fatalf("daemon stopped: %v\n%s", err, l.logs)
-	case <-time.After(10 * time.Second):
-		l.t.Fatalf("daemon did not start\n%s", l.logs)
-	}
+	l.d, l.cancel, l.done = runDaemon(l.t, opts, l.logs, 10*time.Second)
 	l.t.Cleanup(l.stop)
 	if l.mode == throughRelay {
 		ro := relay.Options{

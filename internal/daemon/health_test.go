@@ -207,18 +207,6 @@ alerts:
 	}
 }
 
-// waitLong is waitFor with the patience of alert grouping (10s).
-func waitLong(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(40 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Requests the gateway proxies feed the passive signals of their service.
 func TestPassiveSignals(t *testing.T) {
 	l := startLab(t)

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -240,16 +239,11 @@ alerts:
 	dead := "https://" + net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1")) + "/dir"
 	write(dead)
 	logs := &testpeer.Buffer{}
-	ready := make(chan *Daemon, 1)
-	d := New(Options{
+	d, cancel, done := runDaemon(t, Options{
 		Load:               func() (*config.Config, error) { return config.Load(file, config.Options{}) },
 		Stderr:             logs,
-		Ready:              func(d *Daemon) { ready <- d },
 		RenewCheckInterval: time.Second,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	}, logs, 10*time.Second)
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -257,13 +251,6 @@ alerts:
 			t.Logf("daemon logs:\n%s", logs)
 		}
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon stopped: %v\n%s", err, logs)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("daemon did not start\n%s", logs)
-	}
 
 	waitLong(t, "the certificate alert", func() bool { return len(h.messages()) >= 1 })
 	first := h.messages()[0]
