@@ -245,8 +245,9 @@ func TestACMEServe(t *testing.T) {
 	}
 	// A reload with the same names asks the CA for nothing.
 	requests := l.p.Requests()
+	gen := l.d.generation()
 	l.write("blog", "www")
-	time.Sleep(500 * time.Millisecond) // let the watcher see it; nothing may happen
+	waitFor(t, "the reload with the same names", func() bool { return l.d.generation() > gen })
 	l.served("www")
 	if got := l.p.Requests() - requests; got != 0 {
 		t.Errorf("a reload with the same names made %d request(s) to the CA", got)
