@@ -158,18 +158,9 @@ func (l *acmeLab) stop() {
 	if l.cancel == nil {
 		return
 	}
-	l.cancel()
+	stopDaemon(l.t, l.cancel, l.done, l.logs)
 	l.cancel = nil
-	select {
-	case err := <-l.done:
-		if err != nil {
-			l.t.Errorf("daemon: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		l.t.Errorf("daemon did not stop")
-	}
 	if l.t.Failed() {
-		l.t.Logf("daemon logs:\n%s", l.logs)
 		l.t.Logf("pebble logs:\n%s", l.p.Log())
 	}
 }

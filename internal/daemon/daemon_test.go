@@ -191,18 +191,23 @@ func (l *lab) trustInternalCA() {
 	l.root.AppendCertsFromPEM(pem)
 }
 
-func (l *lab) stop() {
-	l.cancel()
+func (l *lab) stop() { stopDaemon(l.t, l.cancel, l.done, l.logs) }
+
+// stopDaemon stops a daemon runDaemon started and waits for Run to return
+// nil; the daemon's logs go into a failed test's output.
+func stopDaemon(t testing.TB, cancel context.CancelFunc, done chan error, logs fmt.Stringer) {
+	t.Helper()
+	cancel()
 	select {
-	case err := <-l.done:
+	case err := <-done:
 		if err != nil {
-			l.t.Errorf("daemon: %v", err)
+			t.Errorf("daemon: %v", err)
 		}
 	case <-time.After(15 * time.Second):
-		l.t.Errorf("daemon did not stop")
+		t.Errorf("daemon did not stop")
 	}
-	if l.t.Failed() {
-		l.t.Logf("daemon logs:\n%s", l.logs)
+	if t.Failed() {
+		t.Logf("daemon logs:\n%s", logs)
 	}
 }
 

@@ -244,13 +244,7 @@ alerts:
 		Stderr:             logs,
 		RenewCheckInterval: time.Second,
 	}, logs, 10*time.Second)
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs)
-		}
-	})
+	t.Cleanup(func() { stopDaemon(t, cancel, done, logs) })
 
 	waitLong(t, "the certificate alert", func() bool { return len(h.messages()) >= 1 })
 	first := h.messages()[0]
