@@ -549,24 +549,13 @@ func TestAdmin(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	waitUpTo(t, 10*time.Second, what, ok)
+	testpeer.WaitFor(t, 10*time.Second, what, ok)
 }
 
 // waitLong is waitFor with the patience of alert grouping (10s).
 func waitLong(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	waitUpTo(t, 40*time.Second, what, ok)
-}
-
-func waitUpTo(t *testing.T, patience time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testpeer.WaitFor(t, 40*time.Second, what, ok)
 }
 
 func scrape(t *testing.T, addr string) string {

@@ -95,6 +95,19 @@ func Start(t testing.TB, path string, args ...string) *Process {
 // Output is what the peer has printed so far.
 func (p *Process) Output() string { return p.out.String() }
 
+// WaitFor polls ok every 20ms until it holds, failing the test with what
+// it waited for once patience runs out.
+func WaitFor(t testing.TB, patience time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // WaitPort waits until addr accepts TCP connections.
 func WaitPort(t testing.TB, addr string) {
 	t.Helper()
