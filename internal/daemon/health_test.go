@@ -266,11 +266,7 @@ func TestReloadKeepsAlerts(t *testing.T) {
 		t.Errorf("after the reload app is %s, want still down", s.State)
 	}
 	// Let a few check rounds pass on the new generation.
-	adm := l.addr(admin)
-	for range 2 {
-		last := apiStatus(t, adm)["app"].LastCheck
-		waitFor(t, "a check round after the reload", func() bool { return apiStatus(t, adm)["app"].LastCheck.After(last) })
-	}
+	checkRounds(t, l.addr(admin), "app", 2)
 	if got := h.summary(); got != "firing:service/app" {
 		t.Fatalf("after the reload: %s", got)
 	}

@@ -36,6 +36,15 @@ type apiService struct {
 }
 
 // apiStatus fetches /api/status from the lab's admin listener.
+// checkRounds waits until /api/status shows n more checks of service.
+func checkRounds(t *testing.T, adminAddr, service string, n int) {
+	t.Helper()
+	for range n {
+		last := apiStatus(t, adminAddr)[service].LastCheck
+		waitFor(t, "a check round of "+service, func() bool { return apiStatus(t, adminAddr)[service].LastCheck.After(last) })
+	}
+}
+
 func apiStatus(t *testing.T, adminAddr string) map[string]apiService {
 	t.Helper()
 	code, _, body := fetchStatus(t, &http.Client{Timeout: 10 * time.Second}, "http://"+adminAddr+"/api/status")
@@ -87,10 +96,10 @@ func TestStatusFromHealth(t *testing.T) {
 		s := apiStatus(t, adm)["app"]
 		return s.State == "up" && s.Latency > 0 && !s.LastCheck.IsZero()
 	})
-	time.Sleep(2 * time.Second) // up for a few rounds
+	checkRounds(t, adm, "app", 2) // up for a few rounds
 	failing.Store(true)
 	waitFor(t, "app down", func() bool { return apiStatus(t, adm)["app"].State == "down" })
-	time.Sleep(2 * time.Second) // down for a few rounds
+	checkRounds(t, adm, "app", 2) // down for a few rounds
 
 	all := apiStatus(t, adm)
 	app := all["app"]
