@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labgate/labgate/internal/testpeer"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/health"
 )
@@ -105,13 +107,7 @@ func kinds(ms []webhookBody) string {
 // waitFor polls cond until it holds or the test's patience runs out.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testpeer.WaitFor(t, 30*time.Second, what, cond)
 }
 
 // parse parses a labgate file for a test.

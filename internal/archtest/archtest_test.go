@@ -44,6 +44,7 @@ var allowed = map[string][]string{
 	"internal/testpeer":   {},
 	"internal/testnet":    {"internal/testpeer"},
 	"internal/testacme":   {"internal/testpeer"},
+	"internal/testgit":    {},
 }
 
 func TestImportRules(t *testing.T) {

@@ -124,12 +124,10 @@ tls:
 
 func (l *acmeLab) start() {
 	l.t.Helper()
-	ready := make(chan struct{})
 	opts := Options{
 		Load:       func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:      l.file,
 		Stderr:     l.logs,
-		Ready:      func(*Daemon) { close(ready) },
 		CertEvents: func(e certs.Event) { l.events <- e },
 	}
 	if l.mode == dnsWildcard {
@@ -137,17 +135,7 @@ func (l *acmeLab) start() {
 			return l.p, nil // the test's provider: challtestsrv, pebble's DNS server
 		}
 	}
-	l.d = New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- l.d.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-l.done:
-		l.t.Fatalf("daemon stopped: %v\n%s", err, l.logs)
-	case <-time.After(10 * time.Second):
-		l.t.Fatalf("daemon did not start\n%s", l.logs)
-	}
+	l.d, l.cancel, l.done = runDaemon(l.t, opts, l.logs, 10*time.Second)
 	l.t.Cleanup(l.stop)
 	if l.mode == throughRelay {
 		ro := relay.Options{
@@ -170,18 +158,9 @@ func (l *acmeLab) stop() {
 	if l.cancel == nil {
 		return
 	}
-	l.cancel()
+	stopDaemon(l.t, l.cancel, l.done, l.logs)
 	l.cancel = nil
-	select {
-	case err := <-l.done:
-		if err != nil {
-			l.t.Errorf("daemon: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		l.t.Errorf("daemon did not stop")
-	}
 	if l.t.Failed() {
-		l.t.Logf("daemon logs:\n%s", l.logs)
 		l.t.Logf("pebble logs:\n%s", l.p.Log())
 	}
 }
@@ -257,8 +236,9 @@ func TestACMEServe(t *testing.T) {
 	}
 	// A reload with the same names asks the CA for nothing.
 	requests := l.p.Requests()
+	gen := l.d.generation()
 	l.write("blog", "www")
-	time.Sleep(500 * time.Millisecond) // let the watcher see it; nothing may happen
+	waitFor(t, "the reload with the same names", func() bool { return l.d.generation() > gen })
 	l.served("www")
 	if got := l.p.Requests() - requests; got != 0 {
 		t.Errorf("a reload with the same names made %d request(s) to the CA", got)

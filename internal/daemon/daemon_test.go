@@ -130,7 +130,6 @@ func startLabOptions(t *testing.T, follow bool, extra string, edit func(*Options
 	l.file = filepath.Join(l.dir, "lab.yaml")
 	l.write(fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + extra)
 
-	ready := make(chan struct{})
 	watch := l.file
 	if !follow {
 		watch = ""
@@ -139,44 +138,76 @@ func startLabOptions(t *testing.T, follow bool, extra string, edit func(*Options
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:  watch,
 		Stderr: l.logs,
-		Ready:  func(*Daemon) { close(ready) },
 	}
 	if edit != nil {
 		edit(&opts)
 	}
-	l.d = New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- l.d.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-l.done:
-		t.Fatalf("daemon stopped: %v\n%s", err, l.logs)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("daemon did not start\n%s", l.logs)
-	}
+	l.run(opts, 10*time.Second)
 	t.Cleanup(l.stop)
-	pem, err := os.ReadFile(filepath.Join(l.dir, "state", "ca", "root.crt"))
-	if err != nil {
-		t.Fatalf("internal CA root not written: %v", err)
-	}
-	l.root = x509.NewCertPool()
-	l.root.AppendCertsFromPEM(pem)
+	l.trustInternalCA()
 	return l
 }
 
-func (l *lab) stop() {
-	l.cancel()
+// run starts the daemon New(opts) builds and returns once it is ready,
+// failing the test if Run returns first or patience runs out.
+func (l *lab) run(opts Options, patience time.Duration) {
+	l.t.Helper()
+	l.d, l.cancel, l.done = runDaemon(l.t, opts, l.logs, patience)
+}
+
+// runDaemon starts New(opts) and returns once it called Ready, failing t if
+// Run returns first or patience runs out. cancel stops it; done receives
+// what Run returned.
+func runDaemon(t testing.TB, opts Options, logs fmt.Stringer, patience time.Duration) (d *Daemon, cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	ready := make(chan struct{})
+	opts.Ready = func(*Daemon) { close(ready) }
+	d = New(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done = make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
 	select {
-	case err := <-l.done:
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("daemon stopped: %v\n%s", err, logs)
+	case <-time.After(patience):
+		cancel()
+		<-done
+		t.Fatalf("daemon did not start\n%s", logs)
+	}
+	return d, cancel, done
+}
+
+// trustInternalCA makes the lab's clients trust the root of the internal
+// CA the daemon wrote to its state_dir.
+func (l *lab) trustInternalCA() {
+	l.t.Helper()
+	pem, err := os.ReadFile(filepath.Join(l.dir, "state", "ca", "root.crt"))
+	if err != nil {
+		l.t.Fatalf("internal CA root not written: %v", err)
+	}
+	l.root = x509.NewCertPool()
+	l.root.AppendCertsFromPEM(pem)
+}
+
+func (l *lab) stop() { stopDaemon(l.t, l.cancel, l.done, l.logs) }
+
+// stopDaemon stops a daemon runDaemon started and waits for Run to return
+// nil; the daemon's logs go into a failed test's output.
+func stopDaemon(t testing.TB, cancel context.CancelFunc, done chan error, logs fmt.Stringer) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
 		if err != nil {
-			l.t.Errorf("daemon: %v", err)
+			t.Errorf("daemon: %v", err)
 		}
 	case <-time.After(15 * time.Second):
-		l.t.Errorf("daemon did not stop")
+		t.Errorf("daemon did not stop")
 	}
-	if l.t.Failed() {
-		l.t.Logf("daemon logs:\n%s", l.logs)
+	if t.Failed() {
+		t.Logf("daemon logs:\n%s", logs)
 	}
 }
 
@@ -518,13 +549,13 @@ func TestAdmin(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testpeer.WaitFor(t, 10*time.Second, what, ok)
+}
+
+// waitLong is waitFor with the patience of alert grouping (10s).
+func waitLong(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	testpeer.WaitFor(t, 40*time.Second, what, ok)
 }
 
 func scrape(t *testing.T, addr string) string {

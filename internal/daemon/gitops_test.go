@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,57 +17,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labgate/labgate/internal/testgit"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/gitops"
 	"github.com/labgate/labgate/internal/testpeer"
 )
 
-// gitRepo is a bare repository (the forge) and a clone that pushes to it.
-type gitRepo struct {
-	t          *testing.T
-	bare, work string
-}
+// gitRepo is the forge a lab follows: its lab.yaml is the whole config.
+type gitRepo struct{ *testgit.Forge }
 
-func newGitRepo(t *testing.T) *gitRepo {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
-	dir := t.TempDir()
-	r := &gitRepo{t: t, bare: filepath.Join(dir, "lab.git"), work: filepath.Join(dir, "work")}
-	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
-	r.git(dir, "init", "-q", "-b", "main", r.work)
-	r.git(r.work, "remote", "add", "origin", r.bare)
-	return r
-}
-
-func (r *gitRepo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=lab", "GIT_AUTHOR_EMAIL=lab@example.org",
-		"GIT_COMMITTER_NAME=lab", "GIT_COMMITTER_EMAIL=lab@example.org", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+func newGitRepo(t *testing.T) *gitRepo { return &gitRepo{testgit.New(t)} }
 
 // push commits lab.yaml with content and pushes it (force: a rewrite).
 func (r *gitRepo) push(msg, content string, force bool) string {
-	r.t.Helper()
-	if err := os.WriteFile(filepath.Join(r.work, "lab.yaml"), []byte(content), 0o644); err != nil {
-		r.t.Fatal(err)
-	}
-	r.git(r.work, "add", "-A")
-	r.git(r.work, "commit", "-q", "-m", msg)
-	args := []string{"push", "-q", "origin", "main"}
+	hash := r.Commit(msg, map[string]string{"lab.yaml": content})
 	if force {
-		args = append(args, "--force")
+		r.Push("--force")
+	} else {
+		r.Push()
 	}
-	r.git(r.work, args...)
-	return r.git(r.work, "rev-parse", "HEAD")
+	return hash
 }
 
 // gitLabConfig is labConfig as it lives in git: state_dir comes from the local file.
@@ -101,31 +70,14 @@ log: { level: debug }
 git:
   url: %s
   interval: 1h
-%s`, repo.bare, extraGit))
-	ready := make(chan struct{})
-	l.d = New(Options{
+%s`, repo.Bare, extraGit))
+	l.run(Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Watch:  l.file,
 		Stderr: l.logs,
-		Ready:  func(*Daemon) { close(ready) },
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- l.d.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-l.done:
-		t.Fatalf("daemon stopped: %v\n%s", err, l.logs)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("daemon did not start\n%s", l.logs)
-	}
+	}, 20*time.Second)
 	t.Cleanup(l.stop)
-	pem, err := os.ReadFile(filepath.Join(l.dir, "state", "ca", "root.crt"))
-	if err != nil {
-		t.Fatalf("internal CA root not written: %v", err)
-	}
-	l.root = x509.NewCertPool()
-	l.root.AppendCertsFromPEM(pem)
+	l.trustInternalCA()
 	return l
 }
 
@@ -246,7 +198,7 @@ func TestGitOps(t *testing.T) {
 	}
 
 	// A force-push that drops the bad commit is followed.
-	repo.git(repo.work, "reset", "-q", "--hard", good)
+	repo.Git(repo.Work, "reset", "-q", "--hard", good)
 	rewritten := repo.push("rename", gitLabConfig(l, "  - { name: hi, host: hi, echo: true }\n"), true)
 	l.hook("s3cret", "main")
 	waitFor(t, "the force-pushed revision", func() bool { return status("hi.lab.test") == 200 })
@@ -263,24 +215,12 @@ func TestGitOpsRestartServesWithoutTheForge(t *testing.T) {
 	var first string
 	l := startGitLab(t, repo, func(l *lab) { first = repo.push("first", gitLabConfig(l, ""), false) })
 	l.stop()
-	os.RemoveAll(repo.bare)
+	os.RemoveAll(repo.Bare)
 	// Start again from the same local file and state_dir.
-	ready := make(chan struct{})
-	l.d = New(Options{
+	l.run(Options{
 		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
 		Stderr: l.logs,
-		Ready:  func(*Daemon) { close(ready) },
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel, l.done = cancel, make(chan error, 1)
-	go func() { l.done <- l.d.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-l.done:
-		t.Fatalf("daemon stopped: %v\n%s", err, l.logs)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("daemon did not start\n%s", l.logs)
-	}
+	}, 20*time.Second)
 	if code, _, body := get(t, l.client(l.addr(privHTTPS), "", ""), "https://vault.lab.test/"); code != 200 {
 		t.Fatalf("after a restart without the forge: %d %s", code, body)
 	}
@@ -289,32 +229,11 @@ func TestGitOpsRestartServesWithoutTheForge(t *testing.T) {
 	}
 }
 
-// sopsCLI returns the sops binary: on PATH or where .ci/install-deps puts it.
-func sopsCLI(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("sops"); err == nil {
-		return p
-	}
-	dir := os.Getenv("LABGATE_TOOLS")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "labgate-tools")
-	}
-	if p := filepath.Join(dir, "sops"); exec.Command(p, "--version", "--disable-version-check").Run() == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("sops is not installed (run .ci/install-deps); under CI=true a missing peer is a failure")
-	}
-	t.Skip("sops is not installed (run .ci/install-deps)")
-	return ""
-}
-
 // TestGitOpsSecretsInGit follows a repository whose config has its secrets
 // encrypted by the sops CLI, decrypted with git.age_key_file; a tampered
 // revision is refused and the previous one keeps serving.
 func TestGitOpsSecretsInGit(t *testing.T) {
-	bin := sopsCLI(t)
+	bin := testpeer.NeedTool(t, "sops")
 	key, err := filepath.Abs("../sops/testdata/key.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -411,14 +330,14 @@ func TestGitOpsFirstRevisionRefused(t *testing.T) {
 		{"bad config", `services[0].name: "Bad Name" is not a valid name`, func(r *gitRepo) {
 			r.push("bad", "version: 1\nservices:\n  - { name: Bad Name, host: x.example.org, echo: true }\n", false)
 		}},
-		{"no forge", "nothing to serve from", func(r *gitRepo) { os.RemoveAll(r.bare) }},
+		{"no forge", "nothing to serve from", func(r *gitRepo) { os.RemoveAll(r.Bare) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repo := newGitRepo(t)
 			tc.setup(repo)
 			dir := t.TempDir()
 			file := filepath.Join(dir, "local.yaml")
-			os.WriteFile(file, []byte("version: 1\nstate_dir: ./state\ngit: { url: "+repo.bare+" }\n"), 0o644)
+			os.WriteFile(file, []byte("version: 1\nstate_dir: ./state\ngit: { url: "+repo.Bare+" }\n"), 0o644)
 			logs := &testpeer.Buffer{}
 			d := New(Options{Load: func() (*config.Config, error) { return config.Load(file, config.Options{}) }, Stderr: logs})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

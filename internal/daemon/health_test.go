@@ -207,18 +207,6 @@ alerts:
 	}
 }
 
-// waitLong is waitFor with the patience of alert grouping (10s).
-func waitLong(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(40 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Requests the gateway proxies feed the passive signals of their service.
 func TestPassiveSignals(t *testing.T) {
 	l := startLab(t)
@@ -278,7 +266,7 @@ func TestReloadKeepsAlerts(t *testing.T) {
 		t.Errorf("after the reload app is %s, want still down", s.State)
 	}
 	// Let a few check rounds pass on the new generation.
-	time.Sleep(2500 * time.Millisecond)
+	checkRounds(t, l.addr(admin), "app", 2)
 	if got := h.summary(); got != "firing:service/app" {
 		t.Fatalf("after the reload: %s", got)
 	}

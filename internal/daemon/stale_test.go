@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 )
 
 // series returns the lines of the scrape m of the metric name whose labels
@@ -88,9 +87,9 @@ func TestReloadDeletesRemovedSeries(t *testing.T) {
 		}
 	}
 	check("right after the reload")
-	// The old generation drains for shutdown_grace (2s), its checks of
-	// gone still failing meanwhile: it must not export them again.
-	time.Sleep(3 * time.Second)
+	// The old generation drains, its checks of gone still failing
+	// meanwhile: once it has stopped, it must not have exported them again.
+	l.d.drains.Wait()
 	check("after the old generation drained")
 }
 
@@ -142,7 +141,7 @@ func TestReloadDeletesRemovedCertExpiry(t *testing.T) {
 		m := expiry()
 		return !strings.Contains(m, `name="blog.lab.test"`) && strings.Contains(m, `name="www.lab.test"`)
 	})
-	time.Sleep(1500 * time.Millisecond) // the old generation drains (shutdown_grace 1s)
+	l.d.drains.Wait() // the old generation has drained and released its ACME source
 	if m := expiry(); strings.Contains(m, `name="blog.lab.test"`) {
 		t.Errorf("blog's expiry exported again after the drain:\n%s", m)
 	}
@@ -162,7 +161,7 @@ func TestReloadDeletesRemovedCertExpiry(t *testing.T) {
 	if m := expiry(); m != "" {
 		t.Errorf("expiry exported without tls.acme:\n%s", m)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	l.d.drains.Wait()
 	if m := expiry(); m != "" {
 		t.Errorf("expiry exported again after the drain:\n%s", m)
 	}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -37,6 +36,15 @@ type apiService struct {
 }
 
 // apiStatus fetches /api/status from the lab's admin listener.
+// checkRounds waits until /api/status shows n more checks of service.
+func checkRounds(t *testing.T, adminAddr, service string, n int) {
+	t.Helper()
+	for range n {
+		last := apiStatus(t, adminAddr)[service].LastCheck
+		waitFor(t, "a check round of "+service, func() bool { return apiStatus(t, adminAddr)[service].LastCheck.After(last) })
+	}
+}
+
 func apiStatus(t *testing.T, adminAddr string) map[string]apiService {
 	t.Helper()
 	code, _, body := fetchStatus(t, &http.Client{Timeout: 10 * time.Second}, "http://"+adminAddr+"/api/status")
@@ -88,10 +96,10 @@ func TestStatusFromHealth(t *testing.T) {
 		s := apiStatus(t, adm)["app"]
 		return s.State == "up" && s.Latency > 0 && !s.LastCheck.IsZero()
 	})
-	time.Sleep(2 * time.Second) // up for a few rounds
+	checkRounds(t, adm, "app", 2) // up for a few rounds
 	failing.Store(true)
 	waitFor(t, "app down", func() bool { return apiStatus(t, adm)["app"].State == "down" })
-	time.Sleep(2 * time.Second) // down for a few rounds
+	checkRounds(t, adm, "app", 2) // down for a few rounds
 
 	all := apiStatus(t, adm)
 	app := all["app"]
@@ -240,30 +248,12 @@ alerts:
 	dead := "https://" + net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1")) + "/dir"
 	write(dead)
 	logs := &testpeer.Buffer{}
-	ready := make(chan *Daemon, 1)
-	d := New(Options{
+	d, cancel, done := runDaemon(t, Options{
 		Load:               func() (*config.Config, error) { return config.Load(file, config.Options{}) },
 		Stderr:             logs,
-		Ready:              func(d *Daemon) { ready <- d },
 		RenewCheckInterval: time.Second,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon stopped: %v\n%s", err, logs)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("daemon did not start\n%s", logs)
-	}
+	}, logs, 10*time.Second)
+	t.Cleanup(func() { stopDaemon(t, cancel, done, logs) })
 
 	waitLong(t, "the certificate alert", func() bool { return len(h.messages()) >= 1 })
 	first := h.messages()[0]

@@ -171,10 +171,18 @@ func TestReconcilerRetriesAndRecovers(t *testing.T) {
 }
 
 func TestJitter(t *testing.T) {
+	lo, hi := time.Duration(1<<62), time.Duration(0)
 	for range 1000 {
-		if d := jitter(10 * time.Minute); d < 9*time.Minute || d > 11*time.Minute {
+		d := jitter(10 * time.Minute)
+		if d < 9*time.Minute || d > 11*time.Minute {
 			t.Fatalf("jitter(10m) = %s", d)
 		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	// Uniform over ±1m, 1000 draws spread over less than 90s with a
+	// probability below 1e-100: labs reconciling at once must drift apart.
+	if hi-lo < 90*time.Second {
+		t.Errorf("jitter(10m) stays within [%s, %s]", lo, hi)
 	}
 }
 

@@ -52,21 +52,28 @@ func ask(t *testing.T, net, addr, name string, qtype uint16) (string, []string, 
 	return rcode, text(r.Answer), text(r.Ns)
 }
 
-func TestServer(t *testing.T) {
+// runServer serves the file yaml on a loopback port until the test ends.
+func runServer(t *testing.T, yaml string) *Server {
+	t.Helper()
 	s, err := Listen([]string{"127.0.0.1:0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Update(parse(t, fmt.Sprintf(serveYAML, "false")))
+	s.Update(parse(t, yaml))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return s
+}
+
+func TestServer(t *testing.T) {
+	s := runServer(t, fmt.Sprintf(serveYAML, "false"))
 	addr := s.Addrs()[0]
 	soa := func(serial uint32) string {
 		return fmt.Sprintf("example.org. 0 IN SOA private-relay.example.org. hostmaster.example.org. %d 3600 600 86400 300", serial)
@@ -173,20 +180,7 @@ func TestServerUDPAmplification(t *testing.T) {
 	}
 	yaml := strings.Replace(fmt.Sprintf(serveYAML, "false"), "public_ips: [203.0.113.7]",
 		"public_ips: [203.0.113.7, "+strings.Join(ips, ", ")+"]", 1)
-	s, err := Listen([]string{"127.0.0.1:0"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Update(parse(t, yaml))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	s := runServer(t, yaml)
 	addr := s.Addrs()[0]
 	exchange := func(proto, name string, qtype uint16) (*dns.Msg, int) {
 		t.Helper()
@@ -231,7 +225,7 @@ func TestServerUDPAmplification(t *testing.T) {
 	m.SetQuestion("relay.example.org.", dns.TypeA)
 	m.SetEdns0(1232, false)
 	m.IsEdns0().SetVersion(1)
-	r, _, err = (&dns.Client{}).Exchange(m, addr)
+	r, _, err := (&dns.Client{}).Exchange(m, addr)
 	if err != nil {
 		t.Fatal(err)
 	}

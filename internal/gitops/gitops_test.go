@@ -10,7 +10,6 @@ import (
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,63 +17,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/labgate/labgate/internal/testgit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
-
-// forge is a bare repository with a working clone that pushes to it, made
-// with the git CLI as a user would.
-type forge struct {
-	t    *testing.T
-	bare string
-	work string
-}
-
-func newForge(t *testing.T) *forge {
-	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
-	dir := t.TempDir()
-	f := &forge{t: t, bare: filepath.Join(dir, "lab.git"), work: filepath.Join(dir, "work")}
-	f.git(dir, "init", "-q", "--bare", "-b", "main", f.bare)
-	f.git(dir, "init", "-q", "-b", "main", f.work)
-	f.git(f.work, "remote", "add", "origin", f.bare)
-	return f
-}
-
-func (f *forge) git(dir string, args ...string) string {
-	f.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=lab", "GIT_AUTHOR_EMAIL=lab@example.org",
-		"GIT_COMMITTER_NAME=lab", "GIT_COMMITTER_EMAIL=lab@example.org", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		f.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (name -> content) and commits them; it returns the hash.
-func (f *forge) commit(msg string, files map[string]string) string {
-	f.t.Helper()
-	for name, content := range files {
-		p := filepath.Join(f.work, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			f.t.Fatal(err)
-		}
-	}
-	f.git(f.work, "add", "-A")
-	f.git(f.work, "commit", "-q", "-m", msg)
-	return f.git(f.work, "rev-parse", "HEAD")
-}
-
-func (f *forge) push(args ...string) {
-	f.t.Helper()
-	f.git(f.work, append([]string{"push", "-q", "origin", "main"}, args...)...)
-}
 
 // recorder is an Apply callback that refuses files containing "bad".
 type recorder struct {
@@ -113,7 +60,7 @@ func (r *recorder) last() string {
 	return r.applied[len(r.applied)-1]
 }
 
-func newSyncer(t *testing.T, f *forge, r *recorder, reg prometheus.Registerer, dir string) *Syncer {
+func newSyncer(t *testing.T, f *testgit.Forge, r *recorder, reg prometheus.Registerer, dir string) *Syncer {
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -121,13 +68,13 @@ func newSyncer(t *testing.T, f *forge, r *recorder, reg prometheus.Registerer, d
 	if reg != nil {
 		m = NewMetrics(reg)
 	}
-	return New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Interval: time.Hour, Dir: dir, Apply: r.apply, Metrics: m})
+	return New(Options{URL: f.Bare, Branch: "main", Path: "lab.yaml", Interval: time.Hour, Dir: dir, Apply: r.apply, Metrics: m})
 }
 
 func TestSyncAppliesGoodAndRefusesBadOnce(t *testing.T) {
-	f := newForge(t)
-	good := f.commit("first", map[string]string{"lab.yaml": "version: 1 # good\n", "site/index.html": "hi"})
-	f.push()
+	f := testgit.New(t)
+	good := f.Commit("first", map[string]string{"lab.yaml": "version: 1 # good\n", "site/index.html": "hi"})
+	f.Push()
 	r := &recorder{}
 	reg := prometheus.NewRegistry()
 	s := newSyncer(t, f, r, reg, "")
@@ -146,8 +93,8 @@ func TestSyncAppliesGoodAndRefusesBadOnce(t *testing.T) {
 		t.Errorf("status after a good push: %+v", st)
 	}
 
-	bad := f.commit("break it", map[string]string{"lab.yaml": "bad\n"})
-	f.push()
+	bad := f.Commit("break it", map[string]string{"lab.yaml": "bad\n"})
+	f.Push()
 	if err := s.Sync(ctx); err == nil || !strings.Contains(err.Error(), "the file says bad") {
 		t.Fatalf("Sync of a bad revision = %v", err)
 	}
@@ -174,8 +121,8 @@ func TestSyncAppliesGoodAndRefusesBadOnce(t *testing.T) {
 		t.Errorf("labgate_git_revision_info{revision=good} = %v", got)
 	}
 
-	fixed := f.commit("fix it", map[string]string{"lab.yaml": "version: 1 # fixed\n"})
-	f.push()
+	fixed := f.Commit("fix it", map[string]string{"lab.yaml": "version: 1 # fixed\n"})
+	f.Push()
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +138,10 @@ func TestSyncAppliesGoodAndRefusesBadOnce(t *testing.T) {
 }
 
 func TestForcePushIsFollowed(t *testing.T) {
-	f := newForge(t)
-	first := f.commit("first", map[string]string{"lab.yaml": "one\n"})
-	f.commit("second", map[string]string{"lab.yaml": "two\n"})
-	f.push()
+	f := testgit.New(t)
+	first := f.Commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.Commit("second", map[string]string{"lab.yaml": "two\n"})
+	f.Push()
 	r := &recorder{}
 	s := newSyncer(t, f, r, nil, "")
 	ctx := context.Background()
@@ -202,9 +149,9 @@ func TestForcePushIsFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rewrite history: drop "second", commit something else, force-push.
-	f.git(f.work, "reset", "-q", "--hard", first)
-	rewritten := f.commit("rewritten", map[string]string{"lab.yaml": "three\n"})
-	f.push("--force")
+	f.Git(f.Work, "reset", "-q", "--hard", first)
+	rewritten := f.Commit("rewritten", map[string]string{"lab.yaml": "three\n"})
+	f.Push("--force")
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +161,7 @@ func TestForcePushIsFollowed(t *testing.T) {
 }
 
 func TestMissingFileAndEmptyRepository(t *testing.T) {
-	f := newForge(t)
+	f := testgit.New(t)
 	r := &recorder{}
 	s := newSyncer(t, f, r, nil, "")
 	if err := s.Sync(context.Background()); err == nil {
@@ -223,8 +170,8 @@ func TestMissingFileAndEmptyRepository(t *testing.T) {
 	if st := s.Status(); st.LastError == "" || st.Deployed != "" {
 		t.Errorf("status: %+v", st)
 	}
-	f.commit("no config", map[string]string{"README": "x"})
-	f.push()
+	f.Commit("no config", map[string]string{"README": "x"})
+	f.Push()
 	err := s.Sync(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "no file lab.yaml") {
 		t.Fatalf("Sync of a commit without lab.yaml = %v", err)
@@ -232,14 +179,14 @@ func TestMissingFileAndEmptyRepository(t *testing.T) {
 }
 
 func TestResumeServesTheLastRevisionWithoutTheForge(t *testing.T) {
-	f := newForge(t)
-	good := f.commit("first", map[string]string{"lab.yaml": "version: 1\n"})
-	f.push()
+	f := testgit.New(t)
+	good := f.Commit("first", map[string]string{"lab.yaml": "version: 1\n"})
+	f.Push()
 	dir := t.TempDir()
 	if err := newSyncer(t, f, &recorder{}, nil, dir).Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	os.RemoveAll(f.bare) // the forge is gone
+	os.RemoveAll(f.Bare) // the forge is gone
 	r := &recorder{}
 	s := newSyncer(t, f, r, nil, dir)
 	if !s.Resume(context.Background()) {
@@ -257,9 +204,9 @@ func TestResumeServesTheLastRevisionWithoutTheForge(t *testing.T) {
 }
 
 func TestRunFetchesOnTrigger(t *testing.T) {
-	f := newForge(t)
-	c := f.commit("first", map[string]string{"lab.yaml": "version: 1\n"})
-	f.push()
+	f := testgit.New(t)
+	c := f.Commit("first", map[string]string{"lab.yaml": "version: 1\n"})
+	f.Push()
 	r := &recorder{}
 	s := newSyncer(t, f, r, nil, "")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -334,13 +281,13 @@ func TestWebhook(t *testing.T) {
 // TestRunFetchesOnTheInterval: with fake time, a push is picked up within
 // the interval and its jitter (±10%), not before the earliest moment.
 func TestRunFetchesOnTheInterval(t *testing.T) {
-	f := newForge(t)
-	first := f.commit("first", map[string]string{"lab.yaml": "one\n"})
-	f.push()
+	f := testgit.New(t)
+	first := f.Commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.Push()
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
-		s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Interval: time.Minute, Dir: dir, Apply: r.apply})
+		s := New(Options{URL: f.Bare, Branch: "main", Path: "lab.yaml", Interval: time.Minute, Dir: dir, Apply: r.apply})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx) }()
@@ -368,11 +315,11 @@ func TestHTTPCredentials(t *testing.T) {
 	if _, err := os.Stat(backend); err != nil {
 		t.Skip("git-http-backend not installed")
 	}
-	f := newForge(t)
-	c := f.commit("first", map[string]string{"lab.yaml": "one\n"})
-	f.push()
+	f := testgit.New(t)
+	c := f.Commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.Push()
 	cgiHandler := &cgi.Handler{Path: backend, Root: "/",
-		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(f.bare), "GIT_HTTP_EXPORT_ALL=1"}}
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(f.Bare), "GIT_HTTP_EXPORT_ALL=1"}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
 		if !ok || !(user == "me" && pass == "pw" || pass == "tok") {

@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/labgate/labgate/internal/testgit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -126,12 +128,12 @@ func TestOversizedRevisionRefused(t *testing.T) {
 		{"many files", map[string]string{"lab.yaml": "one\n", "a": strings.Repeat("x", 600), "b": strings.Repeat("y", 600)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newForge(t)
-			f.commit("big", tc.files)
-			f.push()
+			f := testgit.New(t)
+			f.Commit("big", tc.files)
+			f.Push()
 			r := &recorder{}
 			dir := t.TempDir()
-			s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Dir: dir, Apply: r.apply,
+			s := New(Options{URL: f.Bare, Branch: "main", Path: "lab.yaml", Dir: dir, Apply: r.apply,
 				MaxFileBytes: 1000, MaxRevisionBytes: 1000})
 			err := s.Sync(context.Background())
 			if err == nil || !strings.Contains(err.Error(), "bytes") {
@@ -151,18 +153,18 @@ func TestOversizedRevisionRefused(t *testing.T) {
 // TestPushesInQuickSuccessionAreFetchedAtOnce: the pause after a flood
 // applies only to fetches that found nothing new.
 func TestPushesInQuickSuccessionAreFetchedAtOnce(t *testing.T) {
-	f := newForge(t)
+	f := testgit.New(t)
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
 		r := &recorder{}
-		s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Interval: time.Hour, Dir: dir, Apply: r.apply})
+		s := New(Options{URL: f.Bare, Branch: "main", Path: "lab.yaml", Interval: time.Hour, Dir: dir, Apply: r.apply})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx) }()
 		start := time.Now()
 		for i := range 3 {
-			c := f.commit("push", map[string]string{"lab.yaml": strings.Repeat("x", i+1) + "\n"})
-			f.push()
+			c := f.Commit("push", map[string]string{"lab.yaml": strings.Repeat("x", i+1) + "\n"})
+			f.Push()
 			s.Trigger()
 			synctest.Wait()
 			if r.last() != c {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labgate/labgate/internal/testgit"
+
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -17,10 +19,10 @@ import (
 // refuses to make one, a hostile forge need not) with entries named "..",
 // "../x" and "a/../../x" writes nothing outside the revision's directory.
 func TestNamesThatLeaveTheRevisionAreNotWritten(t *testing.T) {
-	f := newForge(t)
-	f.commit("first", map[string]string{"lab.yaml": "one\n"})
-	f.push()
-	repo, err := git.PlainOpen(f.bare)
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"lab.yaml": "one\n"})
+	f.Push()
+	repo, err := git.PlainOpen(f.Bare)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestNamesThatLeaveTheRevisionAreNotWritten(t *testing.T) {
 
 	r := &recorder{}
 	dir := t.TempDir()
-	s := New(Options{URL: f.bare, Branch: "main", Path: "lab.yaml", Dir: dir, Apply: r.apply})
+	s := New(Options{URL: f.Bare, Branch: "main", Path: "lab.yaml", Dir: dir, Apply: r.apply})
 	// go-git refuses such a tree when walking it: the revision is refused.
 	// What matters is that nothing is written outside.
 	if err := s.Sync(context.Background()); err != nil {

@@ -2,7 +2,6 @@ package health
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 func mustURL(t *testing.T, s string) *url.URL {
@@ -133,75 +134,10 @@ func TestTLSCheck(t *testing.T) {
 	}
 }
 
-// dnsServer answers A queries over UDP from a table, NXDOMAIN otherwise
-// (RFC 1035: header, the question echoed, answers with a name pointer).
-func dnsServer(t *testing.T, table map[string][]netip.Addr) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			q := buf[:n]
-			if len(q) < 12 {
-				continue
-			}
-			// The question: labels up to a zero byte, then type and class.
-			var labels []string
-			i := 12
-			for i < len(q) && q[i] != 0 {
-				l := int(q[i])
-				labels = append(labels, string(q[i+1:i+1+l]))
-				i += 1 + l
-			}
-			qend := i + 5
-			if qend > len(q) {
-				continue
-			}
-			qtype := binary.BigEndian.Uint16(q[i+1:])
-			name := strings.ToLower(strings.Join(labels, "."))
-			var answers []netip.Addr
-			for _, a := range table[name] {
-				if qtype == 1 && a.Is4() || qtype == 28 && a.Is6() {
-					answers = append(answers, a)
-				}
-			}
-			resp := append([]byte{}, q[:qend]...)
-			resp[2] = 0x84 | (q[2] & 0x01) // QR, AA, RD copied
-			resp[3] = 0x80                 // RA, NOERROR
-			if _, known := table[name]; !known {
-				resp[3] |= 3 // NXDOMAIN
-			}
-			binary.BigEndian.PutUint16(resp[6:], uint16(len(answers)))
-			binary.BigEndian.PutUint16(resp[8:], 0)
-			binary.BigEndian.PutUint16(resp[10:], 0)
-			for _, a := range answers {
-				resp = append(resp, 0xc0, 12) // pointer to the question's name
-				resp = binary.BigEndian.AppendUint16(resp, qtype)
-				resp = binary.BigEndian.AppendUint16(resp, 1)
-				resp = binary.BigEndian.AppendUint32(resp, 60)
-				resp = binary.BigEndian.AppendUint16(resp, uint16(a.BitLen()/8))
-				resp = append(resp, a.AsSlice()...)
-			}
-			pc.WriteTo(resp, from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 func TestDNSCheck(t *testing.T) {
 	relay := netip.MustParseAddr("203.0.113.7")
-	r := Resolver([]string{dnsServer(t, map[string][]netip.Addr{
-		"www.lab.test":  {relay},
-		"old.lab.test":  {netip.MustParseAddr("198.51.100.1")},
-		"home.lab.test": {netip.MustParseAddr("192.168.1.20")},
-	})})
+	bind := testpeer.StartBIND(t, "lab.test", "www IN A 203.0.113.7", "old IN A 198.51.100.1", "home IN A 192.168.1.20")
+	r := Resolver([]string{bind.Addr})
 	tests := []struct {
 		name string
 		c    *DNSCheck

@@ -28,6 +28,16 @@ func (s *switchable) Check(context.Context) error {
 	return s.err
 }
 
+// round waits, inside a synctest bubble, for the next run of the check and
+// for what it set off to settle.
+func (s *switchable) round() {
+	n := s.runs.Load()
+	for s.runs.Load() == n {
+		time.Sleep(time.Second)
+	}
+	synctest.Wait()
+}
+
 func (s *switchable) set(err error) {
 	s.mu.Lock()
 	s.err = err
@@ -56,21 +66,13 @@ func TestMonitorThresholds(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); m.Run(ctx) }()
 
-		// round waits for the next run of the check.
-		round := func() {
-			n := c.runs.Load()
-			for c.runs.Load() == n {
-				time.Sleep(time.Second)
-			}
-			synctest.Wait()
-		}
-		round()
+		c.round()
 		if got := stateOf(m, "vault"); got != Up {
 			t.Fatalf("after a pass: %s", got)
 		}
 		c.set(errors.New("connection refused"))
 		for i := 1; i <= 3; i++ {
-			round()
+			c.round()
 			want := Up
 			if i == 3 {
 				want = Down
@@ -90,11 +92,11 @@ func TestMonitorThresholds(t *testing.T) {
 			t.Errorf("labgate_check_success = %v", v)
 		}
 		c.set(nil)
-		round()
+		c.round()
 		if got := stateOf(m, "vault"); got != Down {
 			t.Fatalf("after one pass: %s, want still down", got)
 		}
-		round()
+		c.round()
 		if got := stateOf(m, "vault"); got != Up {
 			t.Fatalf("after two passes: %s", got)
 		}
@@ -276,17 +278,10 @@ func TestMonitorOnResult(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); m.Run(ctx) }()
-		round := func() {
-			n := c.runs.Load()
-			for c.runs.Load() == n {
-				time.Sleep(time.Second)
-			}
-			synctest.Wait()
-		}
-		round()
+		c.round()
 		c.set(errors.New("connection refused"))
-		round()
-		round()
+		c.round()
+		c.round()
 		cancel()
 		<-done
 		want := []string{

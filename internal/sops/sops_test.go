@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/labgate/labgate/internal/testpeer"
+
 	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
@@ -188,30 +190,9 @@ func TestIdentitiesFromTheEnvironment(t *testing.T) {
 	}
 }
 
-// sopsCLI returns the sops binary: on PATH or where .ci/install-deps puts it.
-func sopsCLI(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("sops"); err == nil {
-		return p
-	}
-	dir := os.Getenv("LABGATE_TOOLS")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "labgate-tools")
-	}
-	if p := filepath.Join(dir, "sops"); exec.Command(p, "--version", "--disable-version-check").Run() == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("sops is not installed (run .ci/install-deps); under CI=true a missing peer is a failure")
-	}
-	t.Skip("sops is not installed (run .ci/install-deps)")
-	return ""
-}
-
 // TestFreshlyEncryptedBySops encrypts with the sops CLI now and decrypts with labgate.
 func TestFreshlyEncryptedBySops(t *testing.T) {
-	bin := sopsCLI(t)
+	bin := testpeer.NeedTool(t, "sops")
 	ids := identities(t, "key.txt")
 	recipient := strings.Fields(strings.SplitAfter(string(read(t, "key.txt")), "public key: ")[1])[0]
 	for _, tc := range []struct {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -26,11 +27,37 @@ func Need(t testing.TB, name string, alternatives ...string) string {
 			}
 		}
 	}
+	missing(t, name)
+	return ""
+}
+
+// NeedTool is Need for a tool .ci/install-deps builds with go install (sops):
+// on PATH, or in $LABGATE_TOOLS (default ~/.cache/labgate-tools).
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	dir := os.Getenv("LABGATE_TOOLS")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "labgate-tools")
+	}
+	p := filepath.Join(dir, name)
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		return p
+	}
+	missing(t, name)
+	return ""
+}
+
+// missing skips the test for want of name, or fails it under CI=true.
+func missing(t testing.TB, name string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is not installed (run .ci/install-deps); under CI=true a missing peer is a failure", name)
 	}
 	t.Skipf("%s is not installed (run .ci/install-deps)", name)
-	return ""
 }
 
 // Process is a running peer.
@@ -67,6 +94,19 @@ func Start(t testing.TB, path string, args ...string) *Process {
 
 // Output is what the peer has printed so far.
 func (p *Process) Output() string { return p.out.String() }
+
+// WaitFor polls ok every 20ms until it holds, failing the test with what
+// it waited for once patience runs out.
+func WaitFor(t testing.TB, patience time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // WaitPort waits until addr accepts TCP connections.
 func WaitPort(t testing.TB, addr string) {
