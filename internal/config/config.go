@@ -9,9 +9,12 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -314,3 +317,22 @@ type L4Route struct {
 // HTTP reports whether the service is reached over HTTP (by host): it has
 // hosts and is not a TLS passthrough.
 func (s *Service) HTTP() bool { return len(s.Hosts) > 0 && s.Passthrough == nil }
+
+// ClientConfig is the TLS configuration for connecting to an https://
+// backend: the gateway's proxy and the health checks both use it. It reads
+// CAFile, so it reports a file that is missing or holds no certificate.
+func (bt BackendTLS) ClientConfig() (*tls.Config, error) {
+	c := &tls.Config{ServerName: bt.ServerName, InsecureSkipVerify: bt.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the user's choice
+	if bt.CAFile != "" {
+		pem, err := os.ReadFile(bt.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("backend_tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("backend_tls.ca_file: no PEM certificate in %s", bt.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -51,7 +50,7 @@ func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options
 		g.roots = append(g.roots, root)
 		s.files = http.FileServer(http.FS(noListing{root.FS()}))
 	case len(sc.Backends) > 0:
-		tlsConf, err := backendTLS(sc.BackendTLS)
+		tlsConf, err := sc.BackendTLS.ClientConfig()
 		if err != nil {
 			return nil, err
 		}
@@ -67,22 +66,6 @@ func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options
 		return nil, errors.New("neither backends, static nor echo")
 	}
 	return s, nil
-}
-
-func backendTLS(bt config.BackendTLS) (*tls.Config, error) {
-	c := &tls.Config{ServerName: bt.ServerName, InsecureSkipVerify: bt.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if bt.CAFile != "" {
-		pem, err := os.ReadFile(bt.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("backend_tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("backend_tls.ca_file: no PEM certificate in %s", bt.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
 }
 
 func (s *service) serve(rw *responseWriter, r *http.Request) {

@@ -3,13 +3,11 @@ package health
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -153,7 +151,7 @@ func insideChecker(cfg *config.Config, s *config.Service, ch config.Check, env E
 		if len(s.Backends) == 0 {
 			return nil, nil // nothing behind the gateway: only outside checks apply
 		}
-		tlsConf, err := backendTLS(s.BackendTLS)
+		tlsConf, err := s.BackendTLS.ClientConfig()
 		if err != nil {
 			return nil, err
 		}
@@ -286,22 +284,6 @@ func (a anyOf) Check(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func backendTLS(bt config.BackendTLS) (*tls.Config, error) {
-	c := &tls.Config{ServerName: bt.ServerName, InsecureSkipVerify: bt.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the user's choice
-	if bt.CAFile != "" {
-		pem, err := os.ReadFile(bt.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("backend_tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("backend_tls.ca_file: no PEM certificate in %s", bt.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
 }
 
 // dialable turns a listen address into one to connect to: an unspecified
