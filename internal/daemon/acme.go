@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/labgate/labgate/internal/certs"
@@ -46,7 +45,7 @@ func checkACME(cfg *config.Config) error {
 		// DNS-01 is the only challenge with a provider, and the provider
 		// writes only in its zone.
 		for _, n := range certNames(cfg) {
-			if !inZone(n, cfg.DNS.Zone) {
+			if !dns.InZone(n, cfg.DNS.Zone) {
 				errs = append(errs, cfg.Errorf("dns.provider",
 					"the certificate for %s is obtained with DNS-01 through dns.provider, which can only write records in the zone %s: move the name into the zone, or remove dns.provider (HTTP-01 and TLS-ALPN-01 then prove each name through the gateway)", n, cfg.DNS.Zone))
 			}
@@ -70,13 +69,6 @@ func checkACME(cfg *config.Config) error {
 		return errs
 	}
 	return nil
-}
-
-// inZone reports whether name (a wildcard counts as its parent) is zone or below it.
-func inZone(name, zone string) bool {
-	name = strings.TrimSuffix(strings.ToLower(strings.TrimPrefix(name, "*.")), ".")
-	zone = strings.TrimSuffix(strings.ToLower(zone), ".")
-	return name == zone || strings.HasSuffix(name, "."+zone)
 }
 
 // hasPrivateWildcard reports whether certNames folds a private name into *.domain.

@@ -445,7 +445,7 @@ func (p *Cloudflare) remove(ctx context.Context, zid, id string) error {
 // SetTXT adds one TXT value at fqdn, unless it is there already.
 func (p *Cloudflare) SetTXT(ctx context.Context, fqdn, value string) error {
 	name := normName(fqdn)
-	if !inZone(name, p.Zone) {
+	if !InZone(name, p.Zone) {
 		return fmt.Errorf("%s is not in the zone %s", name, p.Zone)
 	}
 	zid, err := p.id(ctx)

@@ -64,7 +64,7 @@ func DesiredRecords(cfg *config.Config, view View) Desired {
 		}
 	}
 	managed := func(name, what string) bool {
-		if inZone(name, d.Zone) {
+		if InZone(name, d.Zone) {
 			return true
 		}
 		d.Notes = append(d.Notes, fmt.Sprintf("%s (%s): outside the zone %s", name, what, d.Zone))
@@ -96,7 +96,7 @@ func DesiredRecords(cfg *config.Config, view View) Desired {
 	if privName != "" && managed(privName, "private name") {
 		addrs(privName, privIPs, false)
 	}
-	if view == SplitView && cfg.Relay != nil && cfg.Relay.FQDN != "" && inZone(cfg.Relay.FQDN, d.Zone) {
+	if view == SplitView && cfg.Relay != nil && cfg.Relay.FQDN != "" && InZone(cfg.Relay.FQDN, d.Zone) {
 		addrs(cfg.Relay.FQDN, cfg.Relay.PublicIPs, false)
 	}
 

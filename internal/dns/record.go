@@ -71,8 +71,10 @@ func sameData(a, b Record) bool {
 	return slices.Equal(a.Values, b.Values) && a.Proxied == b.Proxied && (a.Proxied || a.TTL == b.TTL)
 }
 
-// inZone reports whether name is zone or below it.
-func inZone(name, zone string) bool {
+// InZone reports whether name is zone or below it (a wildcard counts as its
+// parent); names are compared as config writes them: lower case, no trailing dot.
+func InZone(name, zone string) bool {
+	name = strings.TrimPrefix(name, "*.")
 	return zone != "" && (name == zone || strings.HasSuffix(name, "."+zone))
 }
 

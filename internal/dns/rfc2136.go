@@ -328,7 +328,7 @@ func (p *RFC2136) DeleteTXT(ctx context.Context, fqdn, value string) error {
 
 func (p *RFC2136) txt(ctx context.Context, fqdn, value string, add bool) error {
 	name := normName(fqdn)
-	if !inZone(name, p.Zone) {
+	if !InZone(name, p.Zone) {
 		return fmt.Errorf("%s is not in the zone %s", name, p.Zone)
 	}
 	m := new(dns.Msg)

@@ -108,12 +108,12 @@ func newZoneData(cfg *config.Config) *zoneData {
 		z.ttl = 300
 	}
 	z.ns = "ns." + d.Zone
-	if p := cfg.Gateway.Private; p != nil && inZone(p.FQDN, d.Zone) && len(PrivateAddress(p)) > 0 {
+	if p := cfg.Gateway.Private; p != nil && InZone(p.FQDN, d.Zone) && len(PrivateAddress(p)) > 0 {
 		z.ns = p.FQDN
 	}
 	for _, r := range d.Records {
 		z.names[r.Name] = append(z.names[r.Name], r)
-		for n := r.Name; inZone(n, d.Zone); {
+		for n := r.Name; InZone(n, d.Zone); {
 			z.nodes[n] = true
 			_, parent, ok := strings.Cut(n, ".")
 			if !ok {
@@ -203,7 +203,7 @@ func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
 	z := s.answers.Load()
 	q := req.Question[0]
 	name := normName(q.Name)
-	if z == nil || q.Qclass != dns.ClassINET || !inZone(name, z.zone) {
+	if z == nil || q.Qclass != dns.ClassINET || !InZone(name, z.zone) {
 		m.Rcode = dns.RcodeRefused
 		return m
 	}
@@ -240,7 +240,7 @@ func (z *zoneData) resolve(m *dns.Msg, name, owner string, qtype uint16, depth i
 	for _, r := range recs {
 		if r.Type == "CNAME" && qtype != dns.TypeCNAME {
 			m.Answer = append(m.Answer, &dns.CNAME{Hdr: z.hdr(owner, dns.TypeCNAME, r.TTL), Target: dns.Fqdn(r.Values[0])})
-			if t := r.Values[0]; inZone(t, z.zone) && depth < 8 {
+			if t := r.Values[0]; InZone(t, z.zone) && depth < 8 {
 				z.resolve(m, t, dns.Fqdn(t), qtype, depth+1)
 			}
 			return

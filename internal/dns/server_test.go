@@ -158,7 +158,7 @@ func FuzzServerAnswer(f *testing.F) {
 			t.Fatal("recursion available")
 		}
 		for _, rr := range m.Answer {
-			if !inZone(normName(rr.Header().Name), "example.org") {
+			if !InZone(normName(rr.Header().Name), "example.org") {
 				t.Fatalf("answered for %s", rr.Header().Name)
 			}
 		}
