@@ -25,7 +25,6 @@ type checks struct {
 	mu     sync.Mutex
 	alerts *alert.Manager // nil until a config has receivers
 	dir    string         // the alert database's directory, fixed once opened
-	hosts  []string       // the services' names in the config applied last
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -77,13 +76,10 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 		c.alerts, c.dir = mgr, dir
 		c.mu.Unlock()
 		c.wg.Go(func() { _ = mgr.Run(c.ctx) })
-		c.wg.Go(func() {
-			d.watchDNSAlerts(c.ctx, func() []string {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				return c.hosts
-			})
-		})
+		// DNS alerts of a previous run: settled by the reconciler's first
+		// outcome, which reports itself; when alerts open after it (added
+		// to the file later), by what it found.
+		d.settleDNSAlerts(d.dns.status(), dnsHosts(cfg))
 	case mgr != nil && dir != c.dir:
 		d.log.Warn("state_dir changed: the alert state stays where it is until a restart", "alerts", c.dir)
 	}
@@ -102,9 +98,6 @@ func (d *Daemon) updateChecks(cfg *config.Config) {
 	}
 	c.mon.Passive().SetMaxLatency(health.MaxLatency(cfg))
 	c.mon.Update(health.ServiceNames(cfg), targets)
-	c.mu.Lock()
-	c.hosts = dnsHosts(cfg)
-	c.mu.Unlock()
 	if mgr != nil {
 		mgr.Update(cfg)
 		mgr.Observe(c.mon.Snapshot())

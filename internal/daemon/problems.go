@@ -1,11 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
@@ -109,10 +107,10 @@ func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
 }
 
 // settleDNSAlerts resolves the DNS alerts that st, the outcome of a
-// reconciliation, says are over. Events end them while labgate runs; but
-// they outlive a restart, and the reconciler of the new process tells a
-// recovery or an empty set of conflicts only as a change from what it
-// found before, so its first success would leave them open for good.
+// reconciliation, says are over. The reconciler's events end them, its
+// first outcome included; this covers alerts that open after that outcome
+// (receivers added to the file later), which would otherwise keep an
+// incident of a previous run open.
 func (d *Daemon) settleDNSAlerts(st dns.Status, hosts []string) {
 	a := d.Alerts()
 	if a == nil || st.Time.IsZero() || st.Err != "" {
@@ -130,24 +128,6 @@ func (d *Daemon) settleDNSAlerts(st dns.Status, hosts []string) {
 		return state == dns.HostConflict
 	}) {
 		d.ClearAlert(causeDNSConflicts)
-	}
-}
-
-// watchDNSAlerts settles the DNS alerts with the first reconciliation of
-// this process, then leaves them to events.
-func (d *Daemon) watchDNSAlerts(ctx context.Context, hosts func() []string) {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if st := d.dns.status(); !st.Time.IsZero() {
-			d.settleDNSAlerts(st, hosts())
-			return
-		}
 	}
 }
 

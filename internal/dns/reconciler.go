@@ -24,9 +24,12 @@ const (
 	ReconcileFailed EventKind = "reconcile_failed"
 	// ReconcileRecovered: a reconciliation succeeded after failures (also
 	// when the failures were those of a previous config), or a config that
-	// manages no records replaced a failing one.
+	// manages no records replaced a failing one. The first success after Run
+	// starts is reported too, so a listener that kept state across a restart
+	// (an open alert) learns the outcome.
 	ReconcileRecovered EventKind = "reconcile_recovered"
-	// ConflictsChanged: the set of conflicts changed (it may now be empty).
+	// ConflictsChanged: the set of conflicts changed (it may now be empty);
+	// the first successful reconciliation after Run starts reports its set.
 	ConflictsChanged EventKind = "conflicts"
 )
 
@@ -135,6 +138,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		interval  = 10 * time.Minute
 		failures  int  // in a row, for the backoff; reset by a new config
 		failing   bool // since the last success, whatever the config
+		succeeded bool // a reconciliation succeeded since Run started
 		conflicts []string
 		timer     = time.NewTimer(time.Hour)
 	)
@@ -204,7 +208,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			for i, c := range cs.Conflicts {
 				cur[i] = c.String()
 			}
-			if !slices.Equal(cur, conflicts) {
+			if !succeeded || !slices.Equal(cur, conflicts) {
 				conflicts = cur
 				for _, c := range cs.Conflicts {
 					r.log.Warn("DNS conflict: record left as it is", "record", c.Record.String(), "reason", c.Reason)
@@ -225,11 +229,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		} else {
 			r.metrics.success.Set(1)
 			r.metrics.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
-			if failing {
-				failing = false
+			if failing || !succeeded {
 				r.event(Event{Kind: ReconcileRecovered, Zone: zone.Desired.Zone})
-				r.log.Info("DNS reconciliation recovered", "zone", zone.Desired.Zone)
+				if failing {
+					r.log.Info("DNS reconciliation recovered", "zone", zone.Desired.Zone)
+				}
+				failing = false
 			}
+			succeeded = true
 			failures = 0
 			wait = jitter(interval)
 		}

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -353,5 +354,36 @@ func TestReconcilerSuccessWithoutProvider(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// The first successful reconciliation after Run starts reports itself, even
+// though nothing failed before: alerts kept across a restart learn that DNS
+// is fine and its conflicts are gone.
+func TestReconcilerReportsFirstOutcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := &memProvider{records: map[Key]Record{}}
+		var events []string
+		r := NewReconciler(ReconcilerOptions{
+			Registerer: prometheus.NewRegistry(),
+			OnEvent: func(e Event) {
+				events = append(events, fmt.Sprintf("%s %d", e.Kind, len(e.Conflicts)))
+			},
+			NewZone: func(cfg *config.Config) (*Zone, error) {
+				return &Zone{Provider: mem, Describe: "memory", Owner: "homelab", Desired: Desired{Zone: "example.org"}}, nil
+			},
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- r.Run(ctx) }()
+		r.Update(&config.Config{DNS: config.DNS{Interval: 10 * time.Minute}})
+		synctest.Wait()
+		time.Sleep(11 * time.Minute) // a second, unchanged run reports nothing
+		synctest.Wait()
+		cancel()
+		<-done
+		if diff := cmp.Diff([]string{"conflicts 0", "reconcile_recovered 0"}, events); diff != "" {
+			t.Errorf("events (-want +got):\n%s", diff)
+		}
 	})
 }
