@@ -164,7 +164,9 @@ func ParseOwner(value string) (owner string, ok bool) {
 			owner = val
 		}
 	}
-	if !isHeritage || owner == "" {
+	// An owner id with surrounding spaces is none labgate (or ExternalDNS)
+	// would write: the value's own trimming would not give it back.
+	if !isHeritage || owner == "" || owner != strings.TrimSpace(owner) {
 		return "", false
 	}
 	return owner, true
