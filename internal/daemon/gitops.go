@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/labgate/labgate/internal/listen"
 
 	"filippo.io/age"
 
@@ -52,7 +53,7 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 	}
 	var hook *http.Server
 	if w := gc.Webhook; w != nil && w.Listen != "" {
-		ln, err := net.Listen("tcp", w.Listen)
+		ln, err := listen.TCP(w.Listen, d.log)
 		if err != nil {
 			return nil, fmt.Errorf("git.webhook.listen: %w", err)
 		}

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/labgate/labgate/internal/listen"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/labgate/labgate/internal/config"
@@ -83,7 +85,7 @@ func (d *Relay) Run(ctx context.Context) error {
 	}
 	d.r = r
 	if admin != "" {
-		ln, err := net.Listen("tcp", admin)
+		ln, err := listen.TCP(admin, d.log)
 		if err != nil {
 			return fmt.Errorf("listening on %s (relay.admin): %w", admin, err)
 		}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labgate/labgate/internal/listen"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/speedtest"
 )
@@ -156,7 +158,7 @@ type speedServer struct {
 }
 
 func startSpeedServer(ep SpeedtestEndpoint, log *slog.Logger) (*speedServer, error) {
-	ln, err := net.Listen("tcp", ep.Listen.String())
+	ln, err := listen.TCP(ep.Listen.String(), log)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s (relay.speedtest.listen): %w", ep.Listen, err)
 	}

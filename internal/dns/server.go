@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labgate/labgate/internal/listen"
+
 	"github.com/miekg/dns"
 
 	"github.com/labgate/labgate/internal/config"
@@ -46,7 +48,7 @@ func Listen(addrs []string, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{log: log}
 	for _, a := range addrs {
-		pc, ln, err := listenBoth(a)
+		pc, ln, err := listenBoth(a, log)
 		if err != nil {
 			s.close()
 			return nil, err
@@ -59,14 +61,14 @@ func Listen(addrs []string, log *slog.Logger) (*Server, error) {
 // listenBoth binds UDP and TCP on the same port of addr. With port 0 the
 // port is the one the UDP socket got, tried again a few times when TCP has
 // it in use.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+func listenBoth(addr string, log *slog.Logger) (net.PacketConn, net.Listener, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := listen.UDP(addr, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns.serve: listening on %s/udp: %w", addr, err)
 		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		ln, err := listen.TCP(pc.LocalAddr().String(), nil)
 		if err == nil {
 			return pc, ln, nil
 		}

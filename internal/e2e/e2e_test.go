@@ -136,27 +136,33 @@ func startLab(t *testing.T) *lab {
 	l.gateway = n.Start("gateway", labgate, "serve", "-c", cfg)
 	waitOutput(t, l.gateway, "labgate serving")
 	n.WaitTCP("gateway", "127.0.0.1:9180")
+	l.roots = caRoots(t, state)
+
+	l.relayProc = n.Start("relay", labgate, "relay", "-c", cfg)
+	waitOutput(t, l.relayProc, "labgate relay forwarding")
+	n.WaitTCP("relay", "127.0.0.1:9181")
+	return l
+}
+
+// caRoots waits for the gateway's internal CA root in state and returns it.
+func caRoots(t *testing.T, state string) *x509.CertPool {
+	t.Helper()
 	root := filepath.Join(state, "ca", "root.crt")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		pem, err := os.ReadFile(root)
 		if err == nil {
-			l.roots = x509.NewCertPool()
-			if !l.roots.AppendCertsFromPEM(pem) {
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
 				t.Fatalf("%s holds no certificate", root)
 			}
-			break
+			return roots
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the gateway wrote no CA root: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-
-	l.relayProc = n.Start("relay", labgate, "relay", "-c", cfg)
-	waitOutput(t, l.relayProc, "labgate relay forwarding")
-	n.WaitTCP("relay", "127.0.0.1:9181")
-	return l
 }
 
 // waitOutput waits until p has written s, and fails the test when p exits

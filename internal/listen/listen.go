@@ -25,7 +25,6 @@
 package listen
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,8 +64,7 @@ func (r *Registry) Listen(addr string) (*Listener, error) {
 	if l, ok := r.ls[addr]; ok {
 		return l, nil
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	ln, err := TCP(addr, r.log)
 	if err != nil {
 		return nil, err
 	}

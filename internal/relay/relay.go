@@ -407,7 +407,7 @@ func (r *Relay) apply(cfg *config) error {
 		case "tcp":
 			if r.tcp[k] == nil {
 				var l *tcpListener
-				if l, err = listenTCP(rc); err == nil {
+				if l, err = r.listenTCP(rc); err == nil {
 					newTCP[k] = l
 				}
 			}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/labgate/labgate/internal/listen"
+
 	"github.com/labgate/labgate/internal/proxyproto"
 	"github.com/labgate/labgate/internal/tlspeek"
 )
@@ -21,12 +23,14 @@ type tcpListener struct {
 	route atomic.Pointer[routeConf]
 }
 
-func listenTCP(rc *routeConf) (*tcpListener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
+func (r *Relay) listenTCP(rc *routeConf) (*tcpListener, error) {
+	lc := listen.Config()
+	lc.KeepAlive = -1
 	ln, err := lc.Listen(context.Background(), "tcp", rc.Listen)
 	if err != nil {
 		return nil, err
 	}
+	listen.WarnAbsent(r.log, "tcp", rc.Listen)
 	return &tcpListener{ln: ln.(*net.TCPListener)}, nil
 }
 

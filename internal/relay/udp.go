@@ -1,13 +1,14 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/labgate/labgate/internal/listen"
 
 	"github.com/labgate/labgate/internal/proxyproto"
 )
@@ -42,12 +43,10 @@ type flow struct {
 }
 
 func (r *Relay) listenUDP(rc *routeConf) (*udpListener, error) {
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(context.Background(), "udp", rc.Listen)
+	ln, err := listen.UDP(rc.Listen, r.log)
 	if err != nil {
 		return nil, err
 	}
-	ln := pc.(*net.UDPConn)
 	return &udpListener{
 		ln:    ln,
 		local: proxyproto.AddrPortOf(ln.LocalAddr()),

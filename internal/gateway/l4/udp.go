@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/labgate/labgate/internal/listen"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/proxyproto"
 )
@@ -114,11 +116,7 @@ func (u *UDPSockets) acquire(addr string, b *udpBinding) (*udpSocket, error) {
 		s.attach(b)
 		return s, nil
 	}
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c, err := net.ListenUDP("udp", ua)
+	c, err := listen.UDP(addr, b.r.log)
 	if err != nil {
 		return nil, err
 	}
