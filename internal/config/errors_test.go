@@ -175,7 +175,6 @@ func TestParseErrors(t *testing.T) {
 				"lab.yaml:7:3: services[1]: set only one of backend (or backends), static and echo",
 				"lab.yaml:7:53: services[1].static: \"/nonexistent\" is not a directory",
 				"lab.yaml:8:3: services[2]: backend, static or echo without host: set host (or hosts) to route HTTP to it",
-				"lab.yaml:8:3: services[2]: the service exposes nothing: set host and backend, or tcp/udp ports",
 				"lab.yaml:9:3: services[3]: the service exposes nothing: set host and backend, or tcp/udp ports",
 			},
 		},

@@ -739,7 +739,8 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 				b.fail(path+".passthrough", "health and metrics need HTTP to the backend: a passthrough service has neither")
 			}
 		}
-		switch kinds := btoi(len(backends) > 0) + btoi(f.Static != "") + btoi(f.Echo) + btoi(f.Passthrough != nil); {
+		kinds := btoi(len(backends) > 0) + btoi(f.Static != "") + btoi(f.Echo) + btoi(f.Passthrough != nil)
+		switch {
 		case s.Passthrough != nil:
 			// Checked above.
 		case kinds > 1:
@@ -749,7 +750,7 @@ func (b *builder) services(fs []*fileService, c *Config) []*Service {
 		case len(hosts) == 0 && kinds > 0:
 			b.fail(path, "backend, static or echo without host: set host (or hosts) to route HTTP to it")
 		}
-		if len(hosts) == 0 && len(f.TCP) == 0 && len(f.UDP) == 0 {
+		if len(hosts) == 0 && kinds == 0 && len(f.TCP) == 0 && len(f.UDP) == 0 {
 			b.fail(path, "the service exposes nothing: set host and backend, or tcp/udp ports")
 		}
 		for j, a := range f.Alert {
