@@ -494,6 +494,10 @@ type fileImage struct {
 	Name string `yaml:"name" required:"" example:"cpu"`
 	// URL the image is fetched from (http:// or https://), with whatever it needs in its query.
 	URL string `yaml:"url" required:"" example:"http://127.0.0.1:3000/render/d-solo/abc/lab?panelId=2&width=600&height=300"`
+	// BearerToken is sent with each fetch as `Authorization: Bearer …`: a Grafana service
+	// account token (role Viewer is enough to render panels). A redirect takes it along only
+	// to the same host or one of its subdomains.
+	BearerToken string `yaml:"bearer_token" secret:""`
 	// Interval after which the image is fetched again when asked for.
 	Interval duration `yaml:"interval" default:"5m"`
 	// Public also serves the image on the public status page.

@@ -21,10 +21,11 @@ type StatusPublic struct {
 
 // StatusImage is one image kept by the image cache.
 type StatusImage struct {
-	Name     string
-	URL      *url.URL
-	Interval time.Duration
-	Public   bool
+	Name        string
+	URL         *url.URL
+	BearerToken Secret
+	Interval    time.Duration
+	Public      bool
 }
 
 // HistoryRetention says how long the health history keeps each resolution.
@@ -62,7 +63,7 @@ func (b *builder) status(f fileStatus, c *Config) Status {
 			b.fail(path+".name", "%q is already the name of status.images[%d]", fi.Name, j)
 		}
 		names[fi.Name] = i
-		img := StatusImage{Name: fi.Name, Interval: time.Duration(fi.Interval), Public: fi.Public}
+		img := StatusImage{Name: fi.Name, BearerToken: NewSecret(fi.BearerToken), Interval: time.Duration(fi.Interval), Public: fi.Public}
 		img.URL = b.url(path+".url", fi.URL, "http", "https")
 		if img.Interval < 10*time.Second {
 			b.fail(path+".interval", "at least 10s: the source is asked at most once per interval")

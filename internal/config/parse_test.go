@@ -278,6 +278,13 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "image source token from a file",
+			yaml: minimal + "status:\n  images: [{name: cpu, url: 'http://127.0.0.1:3000/render/d-solo/x', bearer_token_file: token}]\n",
+			want: func(c *Config) {
+				c.Status.Images = []StatusImage{{Name: "cpu", URL: mustURL(t, "http://127.0.0.1:3000/render/d-solo/x"), BearerToken: NewSecret("from-file"), Interval: 5 * time.Minute}}
+			},
+		},
+		{
 			name: "secret file name from the environment",
 			yaml: minimal + "dns:\n  provider: {type: rfc2136, server: 'ns1:53', tsig_name: k, tsig_secret_file: '${SECRET_DIR}/token', tsig_algorithm: hmac-sha512}\n",
 			want: func(c *Config) {

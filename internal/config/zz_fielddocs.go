@@ -92,6 +92,7 @@ var fieldDocs = map[string]string{
 	"fileHistory.Daily":                     "Daily is how long daily summaries are kept: the uptime bars and badges read them.",
 	"fileHistory.Fine":                      "Fine is how long five-minute summaries (state times, latency min/avg/max) are kept.",
 	"fileHistory.Raw":                       "Raw is how long every single check result is kept.",
+	"fileImage.BearerToken":                 "BearerToken is sent with each fetch as `Authorization: Bearer …`: a Grafana service account token (role Viewer is enough to render panels). A redirect takes it along only to the same host or one of its subdomains.",
 	"fileImage.Interval":                    "Interval after which the image is fetched again when asked for.",
 	"fileImage.Name":                        "Name of the image in its URL, /img/NAME: lower case letters, digits and dashes.",
 	"fileImage.Public":                      "Public also serves the image on the public status page.",

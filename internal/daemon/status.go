@@ -126,7 +126,7 @@ func (sp *statusPage) update(cfg *config.Config, g *generation, gens int, log *s
 	if sp.images == nil || !reflect.DeepEqual(sp.imagesKey, cfg.Status.Images) {
 		var srcs []status.ImageSource
 		for _, im := range cfg.Status.Images {
-			srcs = append(srcs, status.ImageSource{Name: im.Name, URL: im.URL.String(), Interval: im.Interval, Public: im.Public})
+			srcs = append(srcs, status.ImageSource{Name: im.Name, URL: im.URL.String(), BearerToken: im.BearerToken.Value(), Interval: im.Interval, Public: im.Public})
 		}
 		old := sp.images
 		sp.images = status.NewImages(status.ImagesOptions{Sources: srcs, Log: log.With("part", "image cache")})

@@ -21,10 +21,11 @@ import (
 // ImageSource is an image the file names for /img/{name}: a Grafana panel
 // render URL, a chart of another tool.
 type ImageSource struct {
-	Name     string
-	URL      string
-	Interval time.Duration // how long a fetched image is fresh
-	Public   bool          // also served by PublicHandler
+	Name        string
+	URL         string
+	BearerToken string        // sent as Authorization: Bearer, to URL's host only
+	Interval    time.Duration // how long a fetched image is fresh
+	Public      bool          // also served by PublicHandler
 }
 
 // ImagesOptions configure Images.
@@ -154,6 +155,9 @@ func (im *Images) fetch(src ImageSource) (*cachedImage, error) {
 	}
 	req.Header.Set("Accept", "image/png,image/svg+xml,image/*;q=0.8")
 	req.Header.Set("User-Agent", "labgate-image-cache")
+	if src.BearerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+src.BearerToken)
+	}
 	res, err := im.opts.Client.Do(req)
 	if err != nil {
 		// The reason without the URL, which may hold a token: the log

@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -233,5 +234,61 @@ func TestImageType(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("imageType(%q, %.20q) = %v, want ok=%v", tt.declared, tt.body, err, tt.ok)
 		}
+	}
+}
+
+// TestImageBearerToken fetches from a source that wants a token (a Grafana
+// with a service account), and checks that a redirect to another host does
+// not carry the token along.
+func TestImageBearerToken(t *testing.T) {
+	var elsewhere atomic.Value // the Authorization the other host got
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Store(r.Header.Get("Authorization") + "|")
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(pngOf(color.Black))
+	}))
+	t.Cleanup(other.Close)
+	grafana := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer glsa_viewer" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == "/moved" {
+			// Another host by name: 127.0.0.1 and localhost.
+			http.Redirect(w, r, strings.Replace(other.URL, "127.0.0.1", "localhost", 1)+"/x.png", http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(pngOf(color.White))
+	}))
+	t.Cleanup(grafana.Close)
+
+	im := NewImages(ImagesOptions{
+		Sources: []ImageSource{
+			{Name: "cpu", URL: grafana.URL + "/render/d-solo/x", BearerToken: "glsa_viewer", Interval: time.Minute},
+			{Name: "anon", URL: grafana.URL + "/render/d-solo/x", Interval: time.Minute},
+			{Name: "moved", URL: grafana.URL + "/moved", BearerToken: "glsa_viewer", Interval: time.Minute},
+		},
+		MaxBytes: 1 << 20,
+	})
+	t.Cleanup(im.Close)
+	mux := http.NewServeMux()
+	mux.Handle("GET /img/{name}", im)
+	get := func(name string) int {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/img/"+name, nil))
+		return rec.Code
+	}
+	if code := get("cpu"); code != http.StatusOK {
+		t.Errorf("with the token: %d, want 200", code)
+	}
+	if code := get("anon"); code != http.StatusBadGateway {
+		t.Errorf("without the token: %d, want 502 (the source answered 401)", code)
+	}
+	if code := get("moved"); code != http.StatusOK {
+		t.Errorf("redirected: %d, want 200", code)
+	}
+	if got, _ := elsewhere.Load().(string); got != "|" {
+		t.Errorf("the host a redirect led to got Authorization %q, want none", strings.TrimSuffix(got, "|"))
 	}
 }
