@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
@@ -142,7 +143,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	changed := (&watcher{path: d.opts.Watch, log: d.log}).watch(ctx)
-	d.log.Info("labgate serving", "config", cfg.Path, "generation", d.gens, "services", len(cfg.Services))
+	attrs := []any{"config", cfg.Path, "generation", d.gens, "services", len(cfg.Services)}
+	if u := adminURL(cfg.Gateway.Admin); u != "" {
+		attrs = append(attrs, "status_page", u)
+	}
+	d.log.Info("labgate serving", attrs...)
 	if d.opts.Ready != nil {
 		d.opts.Ready(d)
 	}
@@ -353,4 +358,17 @@ func (d *Daemon) generation() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.gens
+}
+
+// adminURL is the address of the admin listener (status page, /metrics) as
+// a browser on the same machine opens it; "" when there is none.
+func adminURL(admin string) string {
+	host, port, err := net.SplitHostPort(admin)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }

@@ -595,3 +595,18 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Errorf("after SIGHUP: %d %q", code, s.Service)
 	}
 }
+
+func TestAdminURL(t *testing.T) {
+	for admin, want := range map[string]string{
+		"127.0.0.1:9180": "http://127.0.0.1:9180/",
+		":9180":          "http://localhost:9180/",
+		"0.0.0.0:9180":   "http://localhost:9180/",
+		"[::]:9180":      "http://localhost:9180/",
+		"[::1]:9180":     "http://[::1]:9180/",
+		"":               "",
+	} {
+		if got := adminURL(admin); got != want {
+			t.Errorf("adminURL(%q) = %q, want %q", admin, got, want)
+		}
+	}
+}
