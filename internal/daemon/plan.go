@@ -77,7 +77,7 @@ func Listeners(cfg *config.Config) []PlannedListener {
 		}
 	}
 	if cfg.Gateway.Admin != "" {
-		add("tcp", cfg.Gateway.Admin, "admin: /metrics, /healthz")
+		add("tcp", cfg.Gateway.Admin, "admin: status page, /api, /metrics, /healthz")
 	}
 	return out
 }
