@@ -22,7 +22,7 @@ const module = "github.com/labgate/labgate/"
 var allowed = map[string][]string{
 	"cmd/labgate":         {"internal/cli"},
 	"internal/cli":        {"internal/config", "internal/daemon", "internal/dns", "internal/relay", "internal/sops", "internal/render/k8s", "examples"},
-	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek", "internal/history", "internal/status", "internal/health", "internal/alert"},
+	"internal/daemon":     {"internal/config", "internal/certs", "internal/dns", "internal/gitops", "internal/sops", "internal/gateway", "internal/gateway/l4", "internal/listen", "internal/proxyproto", "internal/relay", "internal/speedtest", "internal/tlspeek", "internal/history", "internal/status", "internal/health", "internal/alert", "internal/statefile"},
 	"internal/config":     {"internal/config/internal/docgen"},
 	"internal/listen":     {"internal/proxyproto"},
 	"internal/relay":      {"internal/listen", "internal/proxyproto", "internal/tlspeek"},

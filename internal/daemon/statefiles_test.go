@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/statefile/damage"
+	"github.com/labgate/labgate/internal/testpeer"
+)
+
+// A gateway whose alerts.db and history.db were damaged by a power loss
+// (each cut in half, as an SD card leaves them: bbolt faulted on such a
+// file and serve died at every start) serves at once: both files are
+// moved aside and kept, the log says what was lost and where the copies
+// are, an alert says it too, and it ends once the copy is removed.
+func TestServeWithDamagedState(t *testing.T) {
+	h := newHook(t, "k")
+	l := &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
+	l.backend["www"] = newBackend(t, "www")
+	l.backend["vault"] = newBackend(t, "vault")
+	l.file = filepath.Join(l.dir, "lab.yaml")
+	cfg := func(more string) string {
+		return fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + more +
+			fmt.Sprintf("alerts:\n  ops: { webhook: { url: %q, secret: k } }\n", h.srv.URL)
+	}
+	l.write(cfg(""))
+
+	state := filepath.Join(l.dir, "state")
+	damaged := map[string][]byte{}
+	for file, fixture := range map[string]string{
+		"alerts/alerts.db": "../alert/testdata/serve-alerts.db",
+		"history.db":       "../history/testdata/serve-history.db",
+	} {
+		good, err := os.ReadFile(fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		damaged[file] = damage.Bolt(good)["half"]
+		path := filepath.Join(state, filepath.FromSlash(file))
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, damaged[file], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 10*time.Second)
+	t.Cleanup(l.stop)
+	l.trustInternalCA()
+
+	// It serves.
+	resp, err := l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, l.logs)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("vault answered %d", resp.StatusCode)
+	}
+	if s := apiStatus(t, l.addr(admin)); s["vault"].State == "" {
+		t.Errorf("the status API has no vault: %v", s)
+	}
+
+	// The damaged files are kept aside, named in the log and in alerts.
+	asides := map[string]string{}
+	for file, data := range damaged {
+		matches, _ := filepath.Glob(filepath.Join(state, filepath.FromSlash(file)) + ".damaged-*")
+		if len(matches) != 1 {
+			t.Fatalf("%s: copies aside %v\n%s", file, matches, l.logs)
+		}
+		asides[file] = matches[0]
+		if kept, err := os.ReadFile(matches[0]); err != nil || !bytes.Equal(kept, data) {
+			t.Errorf("%s: the damaged copy is not kept as it was: %v", file, err)
+		}
+		if !strings.Contains(l.logs.String(), "damaged_copy="+matches[0]) {
+			t.Errorf("the log does not name %s:\n%s", matches[0], l.logs)
+		}
+	}
+	for _, want := range []string{"open incidents", "uptime and latency history is lost"} {
+		if !strings.Contains(l.logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, l.logs)
+		}
+	}
+	waitFor(t, "two alerts", func() bool { return len(h.messages()) >= 2 })
+	for _, m := range h.messages() {
+		rel, _ := filepath.Rel(state, asides[strings.TrimPrefix(strings.SplitN(m.Title, " ", 2)[0], "state_dir/")])
+		if m.Kind != "firing" || m.Cause != causeStatePrefix+filepath.ToSlash(rel) || !strings.Contains(m.Detail, "lost") {
+			t.Errorf("alert %+v", m)
+		}
+	}
+
+	// The history copy is removed (looked at); a reload (or the minute's
+	// check) ends its alert, and only its alert.
+	if err := os.Remove(asides["history.db"]); err != nil {
+		t.Fatal(err)
+	}
+	l.write(cfg("  - { name: wiki, host: wiki, backend: \"" + l.backend["vault"].URL + "\" }\n"))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	waitFor(t, "the resolve", func() bool { return len(h.messages()) >= 3 })
+	time.Sleep(300 * time.Millisecond)
+	relHist, _ := filepath.Rel(state, asides["history.db"])
+	if got := h.messages(); len(got) != 3 || got[2].Kind != "resolved" || got[2].Cause != causeStatePrefix+relHist {
+		t.Errorf("received %s, want the history's alert resolved", h.summary())
+	}
+}
