@@ -2,13 +2,17 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/labgate/labgate/internal/certs"
+	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/statefile"
 )
 
@@ -83,4 +87,44 @@ func (d *Daemon) watchStateAlerts(ctx context.Context, stateDir string) {
 		case <-t.C:
 		}
 	}
+}
+
+// causeCA is the alert of an internal CA that cannot be used.
+const causeCA = "state/ca"
+
+// caSource is the certificate source of a generation without ACME: the
+// internal CA's issuer. A CA that cannot be used (root.key or root.crt
+// damaged, one of them missing, the root expired) is never replaced: a new
+// root would break every device that trusts the old one. The gateway then
+// serves all it can without it (plain HTTP, layer-4 and passthrough
+// services, the status page, health checks and alerts), TLS handshakes on
+// its HTTPS listeners fail, and an alert says how to restore the CA or
+// start a new one. The next reload tries the CA again.
+func (d *Daemon) caSource(cfg *config.Config) certs.Source {
+	ca, err := d.ca(cfg.StateDir)
+	if err == nil {
+		if a := d.Alerts(); a != nil {
+			if open, err := a.Incidents(); err == nil {
+				if _, ok := open[causeCA]; ok {
+					d.ClearAlert(causeCA)
+				}
+			}
+		}
+		return ca.Issuer(certNames(cfg))
+	}
+	dir := filepath.Join(cfg.StateDir, "ca")
+	what := fmt.Sprintf("HTTPS is not served until you restore %s from a backup and reload (SIGHUP), "+
+		"or move %s aside to create a new CA: every device that trusts the old root must then trust the new one (%s).",
+		dir, dir, filepath.Join(dir, "root.crt"))
+	d.log.Error("labgate's internal CA cannot be used: "+what, "error", err)
+	d.RaiseAlert(causeCA, "labgate's internal CA cannot be used: HTTPS is down", err.Error()+"\n"+what)
+	return noCertificate{err: fmt.Errorf("%w: no certificate is issued", err)}
+}
+
+// noCertificate is the source of a generation whose CA cannot be used:
+// every TLS handshake fails with its error.
+type noCertificate struct{ err error }
+
+func (n noCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return nil, n.err
 }

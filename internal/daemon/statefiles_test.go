@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labgate/labgate/internal/certs"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/statefile/damage"
 	"github.com/labgate/labgate/internal/testpeer"
@@ -22,42 +24,22 @@ import (
 // moved aside and kept, the log says what was lost and where the copies
 // are, an alert says it too, and it ends once the copy is removed.
 func TestServeWithDamagedState(t *testing.T) {
-	h := newHook(t, "k")
-	l := &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
-	l.backend["www"] = newBackend(t, "www")
-	l.backend["vault"] = newBackend(t, "vault")
-	l.file = filepath.Join(l.dir, "lab.yaml")
-	cfg := func(more string) string {
-		return fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + more +
-			fmt.Sprintf("alerts:\n  ops: { webhook: { url: %q, secret: k } }\n", h.srv.URL)
-	}
-	l.write(cfg(""))
-
-	state := filepath.Join(l.dir, "state")
+	state := ""
 	damaged := map[string][]byte{}
-	for file, fixture := range map[string]string{
-		"alerts/alerts.db": "../alert/testdata/serve-alerts.db",
-		"history.db":       "../history/testdata/serve-history.db",
-	} {
-		good, err := os.ReadFile(fixture)
-		if err != nil {
-			t.Fatal(err)
+	l, h, cfg := startLabWithState(t, func(dir string) {
+		state = dir
+		for file, fixture := range map[string]string{
+			"alerts/alerts.db": "../alert/testdata/serve-alerts.db",
+			"history.db":       "../history/testdata/serve-history.db",
+		} {
+			good, err := os.ReadFile(fixture)
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged[file] = damage.Bolt(good)["half"]
+			writeState(t, filepath.Join(state, filepath.FromSlash(file)), damaged[file])
 		}
-		damaged[file] = damage.Bolt(good)["half"]
-		path := filepath.Join(state, filepath.FromSlash(file))
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, damaged[file], 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	l.run(Options{
-		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
-		Stderr: l.logs,
-	}, 10*time.Second)
-	t.Cleanup(l.stop)
+	})
 	l.trustInternalCA()
 
 	// It serves.
@@ -115,5 +97,111 @@ func TestServeWithDamagedState(t *testing.T) {
 	relHist, _ := filepath.Rel(state, asides["history.db"])
 	if got := h.messages(); len(got) != 3 || got[2].Kind != "resolved" || got[2].Cause != causeStatePrefix+relHist {
 		t.Errorf("received %s, want the history's alert resolved", h.summary())
+	}
+}
+
+// startLabWithState starts the lab of labConfig with an alert receiver,
+// after seed wrote into its state_dir. cfg returns the file with more
+// services.
+func startLabWithState(t *testing.T, seed func(state string)) (l *lab, h *hook, cfg func(more string) string) {
+	t.Helper()
+	h = newHook(t, "k")
+	l = &lab{t: t, dir: t.TempDir(), logs: &testpeer.Buffer{}, backend: map[string]*httptest.Server{}}
+	l.backend["www"] = newBackend(t, "www")
+	l.backend["vault"] = newBackend(t, "vault")
+	l.file = filepath.Join(l.dir, "lab.yaml")
+	cfg = func(more string) string {
+		return fmt.Sprintf(labConfig, l.backend["www"].URL, l.backend["vault"].URL) + more +
+			fmt.Sprintf("alerts:\n  ops: { webhook: { url: %q, secret: k } }\n", h.srv.URL)
+	}
+	l.write(cfg(""))
+	seed(filepath.Join(l.dir, "state"))
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 10*time.Second)
+	t.Cleanup(l.stop)
+	return l, h, cfg
+}
+
+func writeState(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A damaged internal CA is never replaced (a new root would break every
+// device that trusts the old one): the gateway serves all it can without
+// it, HTTPS handshakes fail, an alert says how to restore it, and a reload
+// after the restore serves HTTPS again and ends the alert.
+func TestServeWithDamagedCA(t *testing.T) {
+	seed := t.TempDir()
+	if _, err := certs.OpenCA(seed, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"root.key", "root.crt"} {
+		good, err := os.ReadFile(filepath.Join(seed, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for how, data := range damage.File(good) {
+			t.Run(file+"/"+how, func(t *testing.T) {
+				var ca string
+				l, h, cfg := startLabWithState(t, func(state string) {
+					ca = filepath.Join(state, "ca")
+					if err := os.CopyFS(ca, os.DirFS(seed)); err != nil {
+						t.Fatal(err)
+					}
+					writeState(t, filepath.Join(ca, file), data)
+				})
+				// HTTPS fails; plain HTTP, the admin listener and alerts work.
+				if _, err := l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/"); err == nil {
+					t.Error("HTTPS served with a damaged CA")
+				}
+				nofollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+				resp, err := nofollow.Get("http://" + l.addr(privHTTP) + "/")
+				if err != nil {
+					t.Fatalf("plain HTTP: %v", err)
+				}
+				resp.Body.Close()
+				if s := apiStatus(t, l.addr(admin)); s["vault"].State == "" {
+					t.Errorf("the status API has no vault: %v", s)
+				}
+				waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
+				if m := h.messages()[0]; m.Cause != causeCA || !strings.Contains(m.Detail, "restore "+ca+" from a backup") || !strings.Contains(m.Detail, "move "+ca+" aside") {
+					t.Errorf("alert %+v", m)
+				}
+				if !strings.Contains(l.logs.String(), "HTTPS is not served until you restore "+ca) {
+					t.Errorf("the log does not say what to do:\n%s", l.logs)
+				}
+				if b, _ := os.ReadFile(filepath.Join(ca, file)); !bytes.Equal(b, data) {
+					t.Errorf("%s was replaced", file)
+				}
+				if ents, _ := os.ReadDir(ca); len(ents) != 2 {
+					t.Errorf("files in %s: %v", ca, ents)
+				}
+
+				// Restored from a backup, and reloaded.
+				writeState(t, filepath.Join(ca, file), good)
+				l.write(cfg("  - { name: wiki, host: wiki, backend: \"" + l.backend["vault"].URL + "\" }\n"))
+				if !l.d.Reload() {
+					t.Fatalf("reload refused\n%s", l.logs)
+				}
+				l.trustInternalCA()
+				resp, err = l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/")
+				if err != nil {
+					t.Fatalf("HTTPS after the restore: %v", err)
+				}
+				resp.Body.Close()
+				waitFor(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
+				if got := h.summary(); got != "firing:state/ca resolved:state/ca" {
+					t.Errorf("received %s", got)
+				}
+			})
+		}
 	}
 }
