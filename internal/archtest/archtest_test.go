@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"internal/health":     {"internal/config"},
 	"internal/alert":      {"internal/config", "internal/health", "internal/statefile"},
 	"internal/gateway/l4": {"internal/config", "internal/listen", "internal/proxyproto"},
-	"internal/certs":      {},
+	"internal/certs":      {"internal/statefile"},
 	"internal/dns":        {"internal/config", "internal/listen", "internal/statefile"},
 	"internal/render/k8s": {"internal/config"},
 	"internal/proxyproto": {},

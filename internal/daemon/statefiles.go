@@ -128,3 +128,38 @@ type noCertificate struct{ err error }
 func (n noCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return nil, n.err
 }
+
+// acmeStorageDamage reports what the ACME source found damaged in its
+// storage: a certificate moved aside (obtained again) like any damaged
+// file, a damaged account (kept) with what to do about it. Account alerts
+// of a previous start whose file is whole now end.
+func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage) {
+	current := map[string]bool{}
+	for _, dm := range damage {
+		if dm.Aside != "" {
+			d.stateDamaged(stateDir, dm.Aside, fmt.Sprintf("%s was damaged (%v). Nothing is lost: a new certificate is obtained from the CA (one order).", dm.Path, dm.Err))
+			continue
+		}
+		rel, err := filepath.Rel(stateDir, dm.Path)
+		if err != nil {
+			rel = dm.Path
+		}
+		cause := causeStatePrefix + filepath.ToSlash(rel)
+		current[cause] = true
+		d.RaiseAlert(cause, "state_dir/"+filepath.ToSlash(rel)+" is damaged: no certificate can be obtained or renewed",
+			fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
+	}
+	a := d.Alerts()
+	if a == nil {
+		return
+	}
+	open, err := a.Incidents()
+	if err != nil {
+		return
+	}
+	for cause := range open {
+		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {
+			d.ClearAlert(cause)
+		}
+	}
+}
