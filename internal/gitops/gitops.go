@@ -549,12 +549,15 @@ func (s *Syncer) checkout(c *object.Commit) (Revision, error) {
 			if f.Mode == filemode.Executable {
 				mode = 0o700
 			}
-			return os.WriteFile(dst, []byte(body), mode)
+			return statefile.WriteFile(dst, []byte(body), mode) // fsynced: the directory is whole after a power loss
 		})
 		if err != nil {
 			return rev, fmt.Errorf("writing its files: %w", err)
 		}
 		if err := os.Rename(tmp, rev.Dir); err != nil {
+			return rev, err
+		}
+		if err := statefile.SyncDir(filepath.Dir(rev.Dir)); err != nil {
 			return rev, err
 		}
 	}
