@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/labgate/labgate/internal/certs"
 
 	"github.com/labgate/labgate/internal/config"
@@ -204,4 +206,67 @@ func TestServeWithDamagedCA(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A damaged dns-owned.json is never replaced nor taken for an empty list:
+// the gateway serves, no record is touched, the alert says how to restore
+// it, and the restored file is picked up by the next attempt.
+func TestServeWithDamagedDNSOwnership(t *testing.T) {
+	b := testpeer.StartBIND(t, "lab.test")
+	var owned string
+	l, h, _ := startLabWithState(t, func(state string) {
+		owned = filepath.Join(state, "dns-owned.json")
+		writeState(t, owned, []byte(`{"zone": "lab.test", "owner": "labtest", "records": [{"name": "vault.lab.test", "ty`))
+	})
+	// The same lab, now with DNS: a reload applies it.
+	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
+dns:
+  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
+  owner: labtest
+  ownership: file
+  interval: 1h
+alerts:`, b.Addr, b.KeyName, b.Secret), 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
+	m := h.messages()[0]
+	if m.Cause != causeDNS || !strings.Contains(m.Detail, owned+" is damaged") || !strings.Contains(m.Detail, "restore it from a backup") {
+		t.Errorf("alert %+v", m)
+	}
+	l.trustInternalCA()
+	resp, err := l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, l.logs)
+	}
+	resp.Body.Close()
+	if got := lookup(b.Addr, "vault.lab.test", dns.TypeCNAME); len(got) != 0 {
+		t.Errorf("a record was written with a damaged ownership file: %v", got)
+	}
+	if !strings.HasSuffix(readFile(t, owned), `"ty`) {
+		t.Error("the damaged ownership file was changed")
+	}
+	// Moved aside by the user to start over: labgate owns nothing, makes
+	// its records, and the alert ends.
+	if err := os.Rename(owned, owned+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	// A change of the file reconciles at once.
+	l.write(strings.Replace(readFile(t, l.file), "services:\n", "services:\n  - { name: wiki, host: wiki, backend: \""+l.backend["vault"].URL+"\" }\n", 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	waitFor(t, "the resolve", func() bool { return strings.Contains(h.summary(), "resolved:dns") })
+	if got := lookup(b.Addr, "vault.lab.test", dns.TypeCNAME); len(got) != 1 {
+		t.Errorf("vault's record after starting over: %v", got)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
