@@ -40,6 +40,7 @@ var allowed = map[string][]string{
 	"internal/history":    {"internal/statefile"},
 	"internal/statefile":  {},
 	"bench/status":        {"internal/history", "internal/status"},
+	"bench/statefiles":    {"internal/statefile"},
 	"internal/status":     {"internal/history"},
 	"internal/tlspeek":    {},
 	"internal/testpeer":   {},
