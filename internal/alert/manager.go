@@ -175,7 +175,7 @@ func Open(opts Options) (*Manager, error) {
 }
 
 // openDB opens the database. A damaged file (bbolt panics on some damage,
-// and faults on a truncated one) is found on a copy first, moved aside to
+// and faults on a truncated one) is found first (statefile.CheckBolt), moved aside to
 // alerts.db.damaged-<UTC time> and replaced by an empty database: the
 // alerts go on, without the incidents and queued notices of before. The
 // name of the damaged copy is returned, "" when there was none.

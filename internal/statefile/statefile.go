@@ -10,15 +10,13 @@
 //   - MoveAside renames a damaged file to NAME.damaged-<UTC time>, so that
 //     its owner can start afresh without deleting what may still be
 //     rescued.
-//   - CheckBolt reads a bbolt database through, on a copy, without letting
-//     bbolt's panics or a fault on a truncated file's mapping end the
-//     process.
+//   - CheckBolt reads a bbolt database through without letting bbolt's
+//     panics or a fault on a truncated file's mapping end the process.
 package statefile
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -103,48 +101,41 @@ func MoveAside(path string, now time.Time) (string, error) {
 	return aside, nil
 }
 
-// CheckBolt reads the bbolt database at path through, if there is one: it
-// opens a copy (bbolt panics on some damage, and a panic inside bolt.Open
-// would leave the real file locked for the life of the process), reads
-// every bucket, key and value, and runs bbolt's consistency check. A
-// missing file is nil; a damaged one (an empty file included) an error
-// wrapping ErrDamaged; anything else (the file cannot be read or copied)
-// another error.
-func CheckBolt(path string) (err error) {
-	src, err := os.Open(path)
+// CheckBolt reads the bbolt database at path through, if there is one:
+// it opens it read-only, reads every bucket, key and value, and runs
+// bbolt's consistency check, without letting bbolt's panics or a fault on
+// a truncated file's mapping end the process. A missing file is nil; a
+// damaged one (an empty file included) an error wrapping ErrDamaged;
+// anything else (the file cannot be read) another error.
+//
+// A panic inside bolt.Open leaves the file open, with its shared lock, for
+// the life of the process: the caller is expected to move a damaged file
+// aside (MoveAside), so that a new database at path is another file, with
+// a lock of its own.
+func CheckBolt(path string) error {
+	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return err
-	}
 	if st.Size() == 0 {
 		return fmt.Errorf("%w: the file is empty", ErrDamaged)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".check-*")
+	// Readable at all? A permission problem is not damage.
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	_, err = io.Copy(tmp, src)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return checkCopy(tmp.Name())
+	f.Close()
+	return checkBolt(path)
 }
 
-// checkCopy opens and reads the copy. A truncated file is mapped past its
-// end: reading there is a fault, which SetPanicOnFault turns into a panic
-// of this goroutine that recover takes, like bbolt's own panics.
-func checkCopy(name string) (err error) {
+// checkBolt opens and reads the database. A truncated file is mapped past
+// its end: reading there is a fault, which SetPanicOnFault turns into a
+// panic of this goroutine that recover takes, like bbolt's own panics.
+func checkBolt(path string) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	var db *bolt.DB
 	defer func() {
@@ -155,7 +146,10 @@ func checkCopy(name string) (err error) {
 			err = fmt.Errorf("%w: %v", ErrDamaged, r)
 		}
 	}()
-	db, err = bolt.Open(name, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%s is in use by another process", path)
+	}
 	if err != nil {
 		db = nil
 		return fmt.Errorf("%w: %v", ErrDamaged, err)

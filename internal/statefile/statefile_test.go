@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/labgate/labgate/internal/statefile/damage"
 )
 
@@ -44,6 +46,16 @@ func TestCheckBolt(t *testing.T) {
 			if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
 				t.Errorf("left behind: %v", ents)
 			}
+			// Moved aside, a new database at the same path opens at once:
+			// nothing of the damaged file holds its lock.
+			if _, err := MoveAside(path, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+			if err != nil {
+				t.Fatalf("a new database after moving the damaged one aside: %v", err)
+			}
+			db.Close()
 		})
 	}
 	if err := os.Chmod(path, 0); err == nil && os.Getuid() != 0 {
