@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -269,4 +270,38 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A damaged relay-path.json is moved aside when the measurement starts,
+// and an alert names the copy.
+func TestServeWithDamagedRelayPath(t *testing.T) {
+	var file string
+	damaged := []byte(`{"version":1,"results":[{"time":"2026-11-26T01:00:00Z","rtt_sec`)
+	l, h, _ := startLabWithState(t, func(state string) {
+		file = filepath.Join(state, "relay-path.json")
+		writeState(t, file, damaged)
+	})
+	speed := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
+	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay:
+  public_ips: [203.0.113.7]
+  gateway: 127.0.0.11
+  speedtest: { listen: %q, interval: 1h }
+alerts:`, speed), 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
+	asides, _ := filepath.Glob(file + ".damaged-*")
+	if len(asides) != 1 {
+		t.Fatalf("copies aside: %v", asides)
+	}
+	if b, _ := os.ReadFile(asides[0]); !bytes.Equal(b, damaged) {
+		t.Error("the damaged copy is not kept as it was")
+	}
+	if m := h.messages()[0]; m.Cause != causeStatePrefix+filepath.Base(asides[0]) || !strings.Contains(m.Detail, asides[0]) {
+		t.Errorf("alert %+v", m)
+	}
+	if !strings.Contains(l.logs.String(), "damaged_copy="+asides[0]) {
+		t.Errorf("the log does not name the copy:\n%s", l.logs)
+	}
 }
