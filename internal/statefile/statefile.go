@@ -24,6 +24,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrDamaged marks the errors of CheckBolt that say the file is damaged
@@ -147,7 +148,7 @@ func checkBolt(path string) (err error) {
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%s is in use by another process", path)
 	}
 	if err != nil {
