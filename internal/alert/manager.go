@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/health"
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 // Buckets of the database.
@@ -102,6 +102,7 @@ type Manager struct {
 	opts    Options
 	log     *slog.Logger
 	db      *bolt.DB
+	aside   string // where Open moved a damaged database, if it did
 	metrics *metrics
 
 	mu       sync.Mutex // incidents, settings, routing, last snapshot
@@ -159,11 +160,11 @@ func Open(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("alert state: %w", err)
 	}
-	db, err := openDB(filepath.Join(opts.Dir, "alerts.db"))
+	db, aside, err := openDB(filepath.Join(opts.Dir, "alerts.db"), opts.Now(), opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{opts: opts, log: opts.Log, db: db, wake: make(chan struct{}, 1), senders: opts.Senders,
+	m := &Manager{opts: opts, log: opts.Log, db: db, aside: aside, wake: make(chan struct{}, 1), senders: opts.Senders,
 		configured: make(chan struct{}), update: db.Update, unsaved: map[uint64]outcome{}}
 	m.settings.GroupWait = max(opts.GroupWait, 0)
 	if opts.Registerer != nil {
@@ -173,26 +174,33 @@ func Open(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// openDB opens the database. A damaged file makes bbolt panic, and a
-// panic inside bolt.Open leaves the file locked for the life of the
-// process: so a copy is opened and read through first, and a damaged file
-// is an error that names it (the daemon runs on without alerts), not a
-// crash at every start nor, at the next reload, a lock timeout.
-func openDB(path string) (db *bolt.DB, err error) {
-	if err := checkDB(path); err != nil {
-		return nil, err
+// openDB opens the database. A damaged file (bbolt panics on some damage,
+// and faults on a truncated one) is found first (statefile.CheckBolt), moved aside to
+// alerts.db.damaged-<UTC time> and replaced by an empty database: the
+// alerts go on, without the incidents and queued notices of before. The
+// name of the damaged copy is returned, "" when there was none.
+func openDB(path string, now time.Time, log *slog.Logger) (db *bolt.DB, aside string, err error) {
+	if cerr := statefile.CheckBolt(path); errors.Is(cerr, statefile.ErrDamaged) {
+		aside, err = statefile.MoveAside(path, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("alert state %s is %v and %w: move it aside to start with an empty alert state", path, cerr, err)
+		}
+		log.Error("the alert state was damaged: its open incidents, their reminders and the notices not yet delivered are lost; alerts go on with an empty state. The damaged copy is kept for you to inspect or delete",
+			"file", path, "damaged_copy", aside, "error", cerr)
+	} else if cerr != nil {
+		return nil, "", fmt.Errorf("alert state %s: %w", path, cerr)
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
 				_ = db.Close()
 			}
-			db, err = nil, damaged(path, r)
+			db, err = nil, fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, r)
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("alert state %s: %w", path, err)
+		return nil, "", fmt.Errorf("alert state %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketIncidents, bucketQueue, bucketRefs, bucketRaised, bucketMeta} {
@@ -212,54 +220,14 @@ func openDB(path string) (db *bolt.DB, err error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("alert state %s: %w", path, err)
+		return nil, "", fmt.Errorf("alert state %s: %w", path, err)
 	}
-	return db, nil
+	return db, aside, nil
 }
 
-func damaged(path string, why any) error {
-	return fmt.Errorf("alert state %s is damaged (%v): move it aside to start with an empty alert state", path, why)
-}
-
-// checkDB opens a copy of the database at path, if there is one, and reads
-// it through.
-func checkDB(path string) (err error) {
-	src, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("alert state: %w", err)
-	}
-	defer src.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".alerts.db.check-*")
-	if err != nil {
-		return fmt.Errorf("alert state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = io.Copy(tmp, src)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("alert state: %w", err)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = damaged(path, r)
-		}
-	}()
-	db, err := bolt.Open(tmp.Name(), 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		return damaged(path, err)
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(_, _ []byte) error { return nil })
-		})
-	})
-}
+// Damaged is where Open moved a damaged database aside (the incidents and
+// queued notices it held are lost), "" when it found none.
+func (m *Manager) Damaged() string { return m.aside }
 
 // Close closes the database. Run must have returned.
 func (m *Manager) Close() error { return m.db.Close() }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -19,8 +21,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/labgate/labgate/internal/health"
+	"github.com/labgate/labgate/internal/statefile/damage"
+
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/labgate/labgate/internal/health"
 )
 
 // After a restart the daemon starts the notifier before it gives it the
@@ -157,46 +162,96 @@ func TestEmailSubject(t *testing.T) {
 	}
 }
 
-// A damaged alerts.db is an error that names it, never a panic: the daemon
-// runs on without alerts instead of crashing at every start.
+// A damaged alerts.db (power loss, a worn SD card) never keeps the
+// gateway from starting nor alerts off: it is moved aside, never deleted,
+// the log says what was lost and where the copy is, and the alerts go on
+// with an empty state.
 func TestOpenDamagedDatabase(t *testing.T) {
-	good := t.TempDir()
-	m, err := Open(Options{Dir: good})
+	// The file of a gateway's first minutes, as `labgate serve` left it
+	// (cut in half, its freelist lies past the end: bbolt faults on it),
+	// and one of many pages (cut in half, it loses some of its problems).
+	serve, err := os.ReadFile("testdata/serve-alerts.db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Close()
-	db, err := os.ReadFile(filepath.Join(good, "alerts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	overwritten := bytes.Clone(db)
-	for i := 2 * 4096; i < len(overwritten); i++ {
-		overwritten[i] = 0xff
-	}
-	for name, data := range map[string][]byte{
-		"garbage":     []byte("not a database"),
-		"zeros":       make([]byte, 16<<10),
-		"overwritten": overwritten,
-	} {
+	t.Run("from serve", func(t *testing.T) { testOpenDamaged(t, serve) })
+	t.Run("300 problems", func(t *testing.T) {
+		good := t.TempDir()
+		m, err := Open(Options{Dir: good})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			if err := m.Raise(fmt.Sprintf("cert/%d.example.org", i), "certificate not renewed", strings.Repeat("the ACME CA does not answer. ", 20)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.Close()
+		db, err := os.ReadFile(filepath.Join(good, "alerts.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testOpenDamaged(t, db)
+	})
+}
+
+func testOpenDamaged(t *testing.T, db []byte) {
+	for name, data := range damage.Bolt(db) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "alerts.db")
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			for range 2 { // again, as a reload tries again
-				m, err := Open(Options{Dir: dir})
-				if err == nil {
-					m.Close()
-					t.Fatal("opened a damaged database")
+			var log bytes.Buffer
+			now := time.Date(2026, 11, 26, 3, 3, 4, 0, time.UTC)
+			m, err := Open(Options{Dir: dir, Log: slog.New(slog.NewTextHandler(&log, nil)), Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatalf("a damaged database keeps alerts off: %v", err)
+			}
+			aside := path + ".damaged-20261126T030304Z"
+			if m.Damaged() != aside {
+				t.Errorf("Damaged() = %q, want %q", m.Damaged(), aside)
+			}
+			if n := raised(t, m); n != 0 {
+				t.Errorf("the new state holds %d problems", n)
+			}
+			if err := m.Raise("x", "a new problem", ""); err != nil {
+				t.Errorf("the new state takes no problem: %v", err)
+			}
+			m.Close()
+			if kept, err := os.ReadFile(aside); err != nil || !bytes.Equal(kept, data) {
+				t.Errorf("the damaged copy is not kept as it was: %v", err)
+			}
+			for _, want := range []string{"level=ERROR", "open incidents", "lost", "damaged_copy=" + aside} {
+				if !strings.Contains(log.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, log.String())
 				}
-				if !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "timeout") {
-					t.Errorf("error: %v", err)
-				}
+			}
+			// The next start finds the new database whole.
+			m, err = Open(Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if m.Damaged() != "" {
+				t.Errorf("the new database is taken for damaged: %s", m.Damaged())
+			}
+			if n := raised(t, m); n != 1 {
+				t.Errorf("the new state holds %d problems, want the 1 raised", n)
 			}
 		})
 	}
+}
+
+// raised counts the problems m keeps.
+func raised(t *testing.T, m *Manager) int {
+	t.Helper()
+	var n int
+	if err := m.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketRaised).Stats().KeyN; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // A webhook's URL often carries its secret: a failed delivery's error,

@@ -123,6 +123,8 @@ type ACME struct {
 	// managed are the names of the last Manage, each with what cancels its
 	// background work (obtaining, with its retries) once it is dropped.
 	managed map[string]context.CancelFunc
+	// damage is what NewACME found damaged in storage (storage.go).
+	damage []StorageDamage
 	// retired: a newer source took over, this one no longer exports
 	// expiry times (see Retire).
 	retired bool
@@ -154,6 +156,10 @@ func NewACME(opts ACMEOptions) (*ACME, error) {
 		log:     log,
 		storage: &certmagic.FileStorage{Path: filepath.Join(opts.StateDir, "acme")},
 		managed: map[string]context.CancelFunc{},
+	}
+	a.damage = checkStorage(a.storage.Path, time.Now())
+	for _, d := range a.damage {
+		log.Error("ACME storage damaged: "+d.Advice(), "file", d.Path, "error", d.Err)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{

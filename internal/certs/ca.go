@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 const (
@@ -224,9 +226,11 @@ func writeNew(path string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	// A hard link fails if path exists, unlike rename.
+	// The directory is synced after the new name is in it: a power loss
+	// right after creating the CA must not lose the root devices trust.
 	err = os.Link(tmp, path)
 	if err == nil {
-		return nil
+		return statefile.SyncDir(filepath.Dir(path))
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -237,11 +241,17 @@ func writeNew(path string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	_, err = out.Write(data)
+	if err == nil {
+		err = out.Sync()
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		err = os.Chmod(path, perm)
+	}
+	if err == nil {
+		err = statefile.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)

@@ -115,6 +115,7 @@ func (d *Daemon) acmeSource(g *generation) (certs.Source, error) {
 			return nil, cfg.Errorf("tls.acme", "%v", err)
 		}
 		g.acme = &acmeState{acme: a, key: key}
+		d.acmeStorageDamage(cfg.StateDir, a.StorageDamage()) // statefiles.go
 		d.log.Info("certificates come from ACME", "ca", key.Directory, "storage", cfg.StateDir+"/acme",
 			"challenges", challengesOf(key))
 	}

@@ -113,6 +113,7 @@ func New(opts Options) *Daemon {
 	d.dns = newDNSRunner(reg, d.dnsEvent)
 	d.status = newStatusPage(d.speed)
 	d.status.health, d.status.dnsStatus, d.status.gitRevision = d.Health, d.dns.status, d.gitRevision
+	d.status.damaged, d.speed.damaged = d.stateDamaged, d.stateDamaged
 	return d
 }
 
@@ -243,6 +244,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.status.update(cfg, g, d.gens, d.log)
 	d.updateChecks(cfg)
 	d.clearStaleCertAlerts(cfg)
+	d.clearStateAlerts(cfg.StateDir)
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}

@@ -101,11 +101,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 	}
 	var source certs.Source // set below for ACME, once the listeners are bound
 	if needsTLS(cfg) && cfg.TLS.ACME == nil {
-		ca, err := d.ca(cfg.StateDir)
-		if err != nil {
-			return nil, err
-		}
-		source = ca.Issuer(certNames(cfg))
+		source = d.caSource(cfg) // statefiles.go: a damaged CA serves no HTTPS, the rest serves
 	}
 
 	router, err := l4.New(cfg, l4.Options{Log: d.log, Metrics: d.l4m, IdleTimeout: l4IdleTimeout(cfg)})

@@ -51,6 +51,9 @@ func (d *Daemon) startGit(ctx context.Context, boot *config.Config) (func(), err
 			return nil, fmt.Errorf("nothing to serve from %s (branch %s, %s): %w", g.syncer.Status().URL, gc.Branch, gc.Path, err)
 		}
 	}
+	for _, aside := range g.syncer.Damaged() {
+		d.stateDamaged(boot.StateDir, aside, "Git state was damaged: nothing is lost, labgate wrote it again from the repository or fetches it again.")
+	}
 	var hook *http.Server
 	if w := gc.Webhook; w != nil && w.Listen != "" {
 		ln, err := listen.TCP(w.Listen, d.log)

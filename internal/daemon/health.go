@@ -76,6 +76,10 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 		c.alerts, c.dir = mgr, dir
 		c.mu.Unlock()
 		c.wg.Go(func() { _ = mgr.Run(c.ctx) })
+		if aside := mgr.Damaged(); aside != "" {
+			d.stateDamaged(cfg.StateDir, aside, "The alert state was damaged: its open incidents, their reminders and the notices not yet delivered are lost.")
+		}
+		c.wg.Go(func() { d.watchStateAlerts(c.ctx, cfg.StateDir) })
 		// DNS alerts of a previous run: settled by the reconciler's first
 		// outcome, which reports itself; when alerts open after it (added
 		// to the file later), by what it found.

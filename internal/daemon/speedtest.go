@@ -29,6 +29,9 @@ const relayPathFile = "relay-path.json"
 // relayPath runs the Prober of the current config, if it has relay.speedtest.
 type relayPath struct {
 	metrics *speedtest.Metrics
+	// damaged reports a relay-path.json that the Prober moved aside
+	// (statefiles.go).
+	damaged func(stateDir, aside, lost string)
 
 	mu     sync.Mutex
 	key    relayPathKey // of the running Prober
@@ -79,6 +82,9 @@ func (r *relayPath) update(cfg *config.Config, log *slog.Logger) {
 		Log:       log,
 		Metrics:   r.metrics,
 	})
+	if aside := p.Damaged(); aside != "" && r.damaged != nil {
+		r.damaged(cfg.StateDir, aside, "The relay path measurements were damaged: those kept for the status page are lost and start again empty.")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -62,6 +62,8 @@ type statusPage struct {
 	health      func() health.Snapshot
 	dnsStatus   func() dns.Status
 	gitRevision func() string // "" when not following git
+	// damaged reports a history.db that Open moved aside (statefiles.go).
+	damaged func(stateDir, aside, lost string)
 
 	mu        sync.Mutex // serialises update and stop
 	store     *history.Store
@@ -110,6 +112,9 @@ func (sp *statusPage) update(cfg *config.Config, g *generation, gens int, log *s
 		if err != nil {
 			log.Error("the status page runs without history", "error", err)
 		} else {
+			if aside := st.Damaged(); aside != "" && sp.damaged != nil {
+				sp.damaged(cfg.StateDir, aside, "The health history was damaged: the status page's uptime and latency history is lost and starts again empty.")
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); _ = st.Run(ctx) }()

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 // OwnershipFile is the name of the ownership state in state_dir.
@@ -48,7 +50,11 @@ func (f *FileOwnership) load(zone, owner string) (ownershipState, error) {
 	}
 	var disk ownershipState
 	if err := json.Unmarshal(data, &disk); err != nil {
-		return st, fmt.Errorf("%s: %w (move it away to start over: labgate then owns nothing)", f.Path, err)
+		// Never replaced nor moved aside here: without the list, every
+		// record labgate made looks like someone else's.
+		return st, fmt.Errorf("%s is damaged (%v): DNS is not reconciled until you restore it from a backup, "+
+			"or move it aside to start over: labgate then owns nothing, and the records it made show as conflicts "+
+			"(left as they are) until you delete them from the zone for labgate to create them again", f.Path, err)
 	}
 	all := append([]ownershipState{{Zone: disk.Zone, Owner: disk.Owner, Records: disk.Records}}, disk.Others...)
 	for _, o := range all {
@@ -104,9 +110,6 @@ func (f *FileOwnership) Record(c Change, zone, owner string) error {
 	if err := os.MkdirAll(filepath.Dir(f.Path), 0o700); err != nil {
 		return err
 	}
-	tmp := f.Path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, f.Path)
+	// Atomic and durable: a power loss leaves the old list or the new one.
+	return statefile.WriteFile(f.Path, append(data, '\n'), 0o600)
 }

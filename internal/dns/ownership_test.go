@@ -1,11 +1,15 @@
 package dns
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/labgate/labgate/internal/statefile/damage"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -101,5 +105,68 @@ func TestFileOwnershipAgainstBIND(t *testing.T) {
 	z.Owner = "other"
 	if diff := cmp.Diff([]string{"delete other.example.org A 192.0.2.9"}, run()); diff != "" {
 		t.Errorf("the other owner again (-want +got):\n%s", diff)
+	}
+}
+
+// A damaged ownership file (power loss, a worn SD card) is never replaced
+// nor taken for an empty list: reconciling stops with an error that says
+// what to do, the zone is left as it is, and restoring the file is enough
+// to go on.
+func TestFileOwnershipDamaged(t *testing.T) {
+	b, p := startBIND(t)
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "state", OwnershipFile)
+	z := &Zone{Provider: p, Owner: "homelab", Ownership: &FileOwnership{Path: state}, Desired: Desired{Zone: "example.org"}}
+	relay := a("relay.example.org", "203.0.113.7")
+	vault := cname("vault.example.org", "private-relay.example.org")
+	z.Desired.Records = []Record{relay, vault}
+	cs, err := z.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.Apply(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vault is no longer wanted: with a whole file it would be deleted.
+	z.Desired.Records = []Record{relay}
+	for name, data := range damage.File(good) {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(state, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cs, err := z.Plan(ctx)
+			if err == nil {
+				t.Fatalf("planned %v from a damaged ownership file", actions(cs))
+			}
+			for _, want := range []string{state + " is damaged", "restore it from a backup", "move it aside to start over", "show as conflicts"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+			if got, _ := os.ReadFile(state); !bytes.Equal(got, data) {
+				t.Errorf("the damaged file was changed")
+			}
+			if got := query(t, b.Addr, "vault.example.org", "CNAME"); len(got) != 1 {
+				t.Errorf("vault.example.org was changed: %v", got)
+			}
+		})
+	}
+	// Restored from a backup: labgate goes on where it was.
+	if err := os.WriteFile(state, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cs, err = z.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"delete vault.example.org CNAME private-relay.example.org"}, actions(cs)); diff != "" {
+		t.Errorf("after the restore (-want +got):\n%s", diff)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(state)); len(ents) != 1 {
+		t.Errorf("files beside the ownership file: %v", ents)
 	}
 }

@@ -33,6 +33,8 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 // Options configure a Syncer.
@@ -107,6 +109,7 @@ type Syncer struct {
 	mu      sync.Mutex
 	status  Status
 	refused map[string]string // commit -> error
+	damaged []string          // where damaged state was moved aside (damaged.go)
 }
 
 // New returns a Syncer; nothing is fetched before Sync or Run.
@@ -282,23 +285,29 @@ func (s *Syncer) Sync(ctx context.Context) error {
 func (s *Syncer) Resume(ctx context.Context) bool {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	b, err := os.ReadFile(filepath.Join(s.opts.Dir, "deployed"))
-	if err != nil {
+	commit := s.deployedCommit()
+	if commit == "" {
 		return false
 	}
-	commit := strings.TrimSpace(string(b))
 	dir := filepath.Join(s.opts.Dir, "rev", commit)
-	if !plumbing.IsHash(commit) {
-		return false
-	}
 	file := filepath.Join(dir, filepath.FromSlash(s.opts.Path))
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return false
+		// Gone (a power loss before the directory reached the disk): the
+		// clone may still have it.
+		c, cerr := s.commit(plumbing.NewHash(commit))
+		if cerr != nil {
+			return false
+		}
+		rev, cerr := s.checkout(c)
+		if cerr != nil {
+			return false
+		}
+		return s.apply(ctx, rev) == nil
 	}
-	rev := Revision{Commit: commit, Dir: dir, File: file, Data: data}
-	if c, err := s.commit(plumbing.NewHash(commit)); err == nil {
-		rev.Subject, rev.When = subject(c.Message), c.Committer.When
+	rev, ok := s.checkRevision(Revision{Commit: commit, Dir: dir, File: file, Data: data})
+	if !ok {
+		return false
 	}
 	return s.apply(ctx, rev) == nil
 }
@@ -337,7 +346,7 @@ func (s *Syncer) apply(ctx context.Context, rev Revision) error {
 	s.status.Deployed, s.status.DeployedAt = rev.Commit, now
 	s.status.LastError, s.status.LastErrorAt = "", time.Time{}
 	s.mu.Unlock()
-	if err := writeFileAtomic(filepath.Join(s.opts.Dir, "deployed"), []byte(rev.Commit+"\n")); err != nil {
+	if err := statefile.WriteFile(filepath.Join(s.opts.Dir, "deployed"), []byte(rev.Commit+"\n"), 0o600); err != nil {
 		s.opts.Log.Warn("cannot record the deployed revision; a restart fetches again", "error", err)
 	}
 	if m := s.opts.Metrics; m != nil {
@@ -355,7 +364,7 @@ func (s *Syncer) apply(ctx context.Context, rev Revision) error {
 func (s *Syncer) prune(keep ...string) {
 	ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "rev"))
 	for _, e := range ents {
-		if !slices.Contains(keep, e.Name()) {
+		if !slices.Contains(keep, e.Name()) && !strings.Contains(e.Name(), statefile.AsideSuffix) {
 			os.RemoveAll(filepath.Join(s.opts.Dir, "rev", e.Name()))
 		}
 	}
@@ -434,7 +443,7 @@ func (s *Syncer) open() error {
 		return nil
 	}
 	dir := filepath.Join(s.opts.Dir, "repo.git")
-	r, err := git.PlainOpen(dir)
+	r, err := s.openRepo(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(s.opts.Dir, 0o700); err != nil {
 			return err
@@ -540,12 +549,15 @@ func (s *Syncer) checkout(c *object.Commit) (Revision, error) {
 			if f.Mode == filemode.Executable {
 				mode = 0o700
 			}
-			return os.WriteFile(dst, []byte(body), mode)
+			return statefile.WriteFile(dst, []byte(body), mode) // fsynced: the directory is whole after a power loss
 		})
 		if err != nil {
 			return rev, fmt.Errorf("writing its files: %w", err)
 		}
 		if err := os.Rename(tmp, rev.Dir); err != nil {
+			return rev, err
+		}
+		if err := statefile.SyncDir(filepath.Dir(rev.Dir)); err != nil {
 			return rev, err
 		}
 	}
@@ -560,14 +572,6 @@ func (s *Syncer) checkout(c *object.Commit) (Revision, error) {
 // regular reports whether a tree entry is a file that is written out.
 func regular(m filemode.FileMode) bool {
 	return m == filemode.Regular || m == filemode.Executable || m == filemode.Deprecated
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }
 
 func subject(msg string) string {

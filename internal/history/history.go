@@ -31,6 +31,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 // State is the state of a service or a check in one result.
@@ -112,8 +114,9 @@ type Options struct {
 
 // Store is the history database. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	opts Options
+	db    *bolt.DB
+	opts  Options
+	aside string // where Open moved a damaged database, if it did
 }
 
 var (
@@ -124,7 +127,10 @@ var (
 
 // Open opens (creating it and its directory if needed) the database at path.
 // Only one process may have it open: a second Open waits up to 5 s for the
-// lock, then fails.
+// lock, then fails. A damaged file (power loss, a worn SD card) is moved
+// aside to history.db.damaged-<UTC time>, never deleted, and a new empty
+// history starts: the history is worth less than a gateway that starts.
+// Damaged says where it went.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Retention.Raw <= 0 {
 		opts.Retention.Raw = DefaultRetention.Raw
@@ -147,6 +153,17 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("health history: %w", err)
 	}
+	var aside string
+	if cerr := statefile.CheckBolt(path); errors.Is(cerr, statefile.ErrDamaged) {
+		var err error
+		if aside, err = statefile.MoveAside(path, opts.Now()); err != nil {
+			return nil, fmt.Errorf("health history %s is %v and %w", path, cerr, err)
+		}
+		opts.Log.Error("the health history was damaged: the status page's uptime and latency history is lost and starts again empty. The damaged copy is kept for you to inspect or delete",
+			"file", path, "damaged_copy", aside, "error", cerr)
+	} else if cerr != nil {
+		return nil, fmt.Errorf("health history %s: %w", path, cerr)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("health history %s: %w", path, err)
@@ -163,8 +180,12 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("health history %s: %w", path, err)
 	}
-	return &Store{db: db, opts: opts}, nil
+	return &Store{db: db, opts: opts, aside: aside}, nil
 }
+
+// Damaged is where Open moved a damaged database aside (the history it
+// held is lost), "" when it found none.
+func (s *Store) Damaged() string { return s.aside }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }

@@ -72,6 +72,8 @@ type Prober struct {
 	client *http.Client
 	tr     *http.Transport
 	upBuf  []byte
+	// damaged is where New moved a damaged state file, if it did.
+	damaged string
 
 	mu      sync.Mutex
 	history []Result // oldest first, at most Samples

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/labgate/labgate/internal/statefile/damage"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -348,13 +351,33 @@ func TestHistoryBoundedAndPersisted(t *testing.T) {
 		t.Errorf("state file %s: %v", b, err)
 	}
 
-	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	q = New(Options{URL: "http://127.0.0.1:1", StateFile: file, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	if len(q.History()) != 0 || !strings.Contains(logs.String(), "relay path history unreadable, starting afresh") {
-		t.Errorf("broken state file: history %v, logs %s", q.History(), logs.String())
+	// A damaged file (power loss, a worn SD card) is moved aside, never
+	// deleted; the history starts empty and the log says where the copy is.
+	good, _ := os.ReadFile(file)
+	for name, data := range damage.File(good) {
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		now := time.Date(2026, 11, 26, 2, 3, 4, 0, time.UTC)
+		q = New(Options{URL: "http://127.0.0.1:1", StateFile: file, Now: func() time.Time { return now },
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		aside := file + ".damaged-20261126T020304Z"
+		if len(q.History()) != 0 || q.Damaged() != aside {
+			t.Errorf("%s: history %v, damaged copy %q", name, q.History(), q.Damaged())
+		}
+		for _, want := range []string{"level=ERROR", "are lost", "damaged_copy=" + aside} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("%s: log lacks %q:\n%s", name, want, logs.String())
+			}
+		}
+		if kept, err := os.ReadFile(aside); err != nil || !bytes.Equal(kept, data) {
+			t.Errorf("%s: the damaged copy is not kept as it was: %v", name, err)
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the damaged file is still in place: %v", name, err)
+		}
+		os.Remove(aside)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/labgate/labgate/internal/statefile"
 )
 
 // state is the content of the state file.
@@ -16,8 +18,9 @@ type state struct {
 }
 
 // load reads the history of the state file, keeping the newest Samples
-// results. A missing file is an empty history; a broken one is logged and
-// replaced at the next measurement.
+// results. A missing file is an empty history; a damaged one (power loss,
+// a worn SD card) is moved aside to relay-path.json.damaged-<UTC time>,
+// never deleted, and the history starts empty.
 func (p *Prober) load() []Result {
 	if p.opts.StateFile == "" {
 		return nil
@@ -26,21 +29,35 @@ func (p *Prober) load() []Result {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		p.opts.Log.Error("relay path history unreadable, starting with an empty one", "file", p.opts.StateFile, "error", err)
+		return nil
+	}
 	var s state
-	if err == nil {
-		if err = json.Unmarshal(b, &s); err == nil && s.Version != 1 {
-			err = fmt.Errorf("version %d, want 1", s.Version)
-		}
+	if err = json.Unmarshal(b, &s); err == nil && s.Version != 1 {
+		err = fmt.Errorf("version %d, want 1", s.Version)
 	}
 	if err != nil {
-		p.opts.Log.Warn("relay path history unreadable, starting afresh", "file", p.opts.StateFile, "error", err)
+		aside, merr := statefile.MoveAside(p.opts.StateFile, p.opts.Now())
+		if merr != nil {
+			p.opts.Log.Error("relay path history damaged, starting with an empty one; it is replaced at the next measurement", "file", p.opts.StateFile, "error", err, "move_error", merr)
+			return nil
+		}
+		p.damaged = aside
+		p.opts.Log.Error("relay path history damaged: the measurements kept for the status page are lost and start again empty. The damaged copy is kept for you to inspect or delete",
+			"file", p.opts.StateFile, "damaged_copy", aside, "error", err)
 		return nil
 	}
 	return s.Results[max(0, len(s.Results)-p.opts.Samples):]
 }
 
-// save writes the history to the state file atomically: a reader sees the
-// old file or the new one, never half of one.
+// Damaged is where New moved a damaged state file aside (the measurements
+// it held are lost), "" when it found none.
+func (p *Prober) Damaged() string { return p.damaged }
+
+// save writes the history to the state file atomically and durably: a
+// reader, or a start after a power loss, sees the old file or the new one,
+// never half of one.
 func (p *Prober) save(h []Result) error {
 	if p.opts.StateFile == "" {
 		return nil
@@ -49,25 +66,8 @@ func (p *Prober) save(h []Result) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p.opts.StateFile)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p.opts.StateFile), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p.opts.StateFile)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename, there is nothing left to remove
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p.opts.StateFile)
+	return statefile.WriteFile(p.opts.StateFile, b, 0o600)
 }

@@ -1,0 +1,196 @@
+// Package statefile keeps the files labgate writes to state_dir whole
+// through power losses, and lets their owners tell a damaged file from a
+// missing one. Homelab gateways run on small machines whose SD cards and
+// cheap SSDs truncate or garble files when the power goes; a damaged file
+// must not keep the gateway from serving.
+//
+//   - WriteFile replaces a file atomically: a temporary file in the same
+//     directory, written and fsynced, renamed over the old one, and the
+//     directory fsynced so that the rename itself survives a power loss.
+//   - MoveAside renames a damaged file to NAME.damaged-<UTC time>, so that
+//     its owner can start afresh without deleting what may still be
+//     rescued.
+//   - CheckBolt reads a bbolt database through without letting bbolt's
+//     panics or a fault on a truncated file's mapping end the process.
+package statefile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrDamaged marks the errors of CheckBolt that say the file is damaged
+// (as opposed to unreadable: a permission, a full disk).
+var ErrDamaged = errors.New("damaged")
+
+// WriteFile writes data to path atomically and durably: a reader (or a
+// start after a power loss) finds the old content or the new one, never a
+// part of either. The file gets perm.
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after the rename there is nothing left to remove
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, so that the names created, renamed or
+// removed in it survive a power loss.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// AsideSuffix starts the suffix of a file moved aside; the UTC time of
+// the move follows it, as 20060102T150405Z.
+const AsideSuffix = ".damaged-"
+
+// MoveAside renames the damaged file at path to path.damaged-<now, UTC>
+// (with a counter when that name is taken) and returns the new name. The
+// file is never deleted: what it holds may still be rescued.
+func MoveAside(path string, now time.Time) (string, error) {
+	base := path + AsideSuffix + now.UTC().Format("20060102T150405Z")
+	aside := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("moving the damaged %s aside: %w", path, err)
+	}
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return aside, fmt.Errorf("moving the damaged %s aside: %w", path, err)
+	}
+	return aside, nil
+}
+
+// CheckBolt reads the bbolt database at path through, if there is one:
+// it opens it read-only, reads every bucket, key and value, and runs
+// bbolt's consistency check, without letting bbolt's panics or a fault on
+// a truncated file's mapping end the process. A missing file is nil; a
+// damaged one (an empty file included) an error wrapping ErrDamaged;
+// anything else (the file cannot be read) another error.
+//
+// A panic inside bolt.Open leaves the file open, with its shared lock, for
+// the life of the process: the caller is expected to move a damaged file
+// aside (MoveAside), so that a new database at path is another file, with
+// a lock of its own.
+func CheckBolt(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Size() == 0 {
+		return fmt.Errorf("%w: the file is empty", ErrDamaged)
+	}
+	// Readable at all? A permission problem is not damage.
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return checkBolt(path)
+}
+
+// checkBolt opens and reads the database. A truncated file is mapped past
+// its end: reading there is a fault, which SetPanicOnFault turns into a
+// panic of this goroutine that recover takes, like bbolt's own panics.
+func checkBolt(path string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	var db *bolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			}
+			err = fmt.Errorf("%w: %v", ErrDamaged, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("%s is in use by another process", path)
+	}
+	if err != nil {
+		db = nil
+		return fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		// Every page in reach, read here first: a fault in bbolt's check
+		// below (it runs in a goroutine of its own) could not be taken.
+		if err := tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return readBucket(b) }); err != nil {
+			return err
+		}
+		for cerr := range tx.Check() {
+			if err == nil {
+				err = cerr
+			}
+		}
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	return nil
+}
+
+// readBucket reads every key and value of b and of its nested buckets.
+func readBucket(b *bolt.Bucket) error {
+	var sink byte
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				return readBucket(nb)
+			}
+			return nil
+		}
+		for _, c := range v {
+			sink ^= c
+		}
+		_ = sink
+		return nil
+	})
+}

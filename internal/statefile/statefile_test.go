@@ -1,0 +1,119 @@
+package statefile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/labgate/labgate/internal/statefile/damage"
+)
+
+func TestCheckBolt(t *testing.T) {
+	// An alerts.db as `labgate serve` left it after its first minutes.
+	good, err := os.ReadFile("testdata/serve-alerts.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := CheckBolt(filepath.Join(dir, "missing.db")); err != nil {
+		t.Errorf("a missing file: %v", err)
+	}
+	path := filepath.Join(dir, "good.db")
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBolt(path); err != nil {
+		t.Errorf("a whole file: %v", err)
+	}
+	for name, data := range damage.Bolt(good) {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "alerts.db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // the file is not left locked: a second look works the same
+				if err := CheckBolt(path); !errors.Is(err, ErrDamaged) {
+					t.Errorf("CheckBolt = %v, want ErrDamaged", err)
+				}
+			}
+			if b, err := os.ReadFile(path); err != nil || string(b) != string(data) {
+				t.Errorf("the file was changed: %v", err)
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
+				t.Errorf("left behind: %v", ents)
+			}
+			// Moved aside, a new database at the same path opens at once:
+			// nothing of the damaged file holds its lock.
+			if _, err := MoveAside(path, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+			if err != nil {
+				t.Fatalf("a new database after moving the damaged one aside: %v", err)
+			}
+			db.Close()
+		})
+	}
+	if err := os.Chmod(path, 0); err == nil && os.Getuid() != 0 {
+		if err := CheckBolt(path); err == nil || errors.Is(err, ErrDamaged) {
+			t.Errorf("an unreadable file: %v, want an error that is not ErrDamaged", err)
+		}
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	for _, content := range []string{"one", "two, longer than one"} {
+		if err := WriteFile(path, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != content {
+			t.Errorf("read %q, %v; want %q", b, err, content)
+		}
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", st.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temporary files left: %v", ents)
+	}
+	if err := WriteFile(filepath.Join(dir, "no", "such", "dir"), nil, 0o600); err == nil {
+		t.Error("wrote into a missing directory")
+	}
+}
+
+func TestMoveAside(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "history.db")
+	now := time.Date(2026, 11, 26, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	var got []string
+	for _, content := range []string{"first", "second"} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		aside, err := MoveAside(path, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(aside); string(b) != content {
+			t.Errorf("%s holds %q, want %q", aside, b, content)
+		}
+		got = append(got, filepath.Base(aside))
+	}
+	want := []string{"history.db.damaged-20261126T020405Z", "history.db.damaged-20261126T020405Z-2"}
+	if got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("moved to %v, want %v", got, want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still there: %v", path, err)
+	}
+	if _, err := MoveAside(path, now); err == nil {
+		t.Error("moved a missing file")
+	}
+}
