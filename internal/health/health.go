@@ -157,6 +157,9 @@ type Target struct {
 	Failures  int // failed runs in a row before down
 	Successes int // passing runs in a row before up again
 	Checker   Checker
+	// Prompt runs the first check at once rather than at a random point of
+	// the first interval: the gateway's rotation waits for it.
+	Prompt bool
 	// Spec is what Checker was built from: on Update, a target with the same
 	// key and an equal Spec (reflect.DeepEqual) keeps running and keeps its
 	// state. nil Specs are never equal.
@@ -342,9 +345,13 @@ func (m *Monitor) start(r *running) {
 }
 
 // loop runs one target: first at a random point of its first interval, so
-// that targets spread out, then every interval, 10% more or less.
+// that targets spread out (at once when Prompt), then every interval, 10%
+// more or less.
 func (m *Monitor) loop(ctx context.Context, r *running) {
 	wait := time.Duration(rand.Int64N(int64(r.t.Interval)))
+	if r.t.Prompt {
+		wait = 0
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
