@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -212,4 +214,35 @@ func TestMonitorPrompt(t *testing.T) {
 			t.Errorf("first runs %v: want b-e spread over the interval", first)
 		}
 	})
+}
+
+// An inside check of an https backend verifies its certificate as the
+// gateway's proxy does: for the backend's own name (or
+// backend_tls.server_name), not for the service's host it sends as Host.
+func TestHTTPCheckBackendTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != "vault.lab.test" {
+			http.Error(w, "wrong host "+r.Host, http.StatusMisdirectedRequest)
+		}
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	for _, tt := range []struct {
+		name       string
+		serverName string
+		want       string
+	}{
+		{"the URL's host", "", "ok"},
+		{"server_name", "example.com", "ok"},
+		{"a wrong server_name", "other.example", "fail: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &HTTPCheck{URLs: []*url.URL{mustURL(t, srv.URL+"/")}, Host: "vault.lab.test",
+				TLS: &tls.Config{RootCAs: roots, ServerName: tt.serverName, MinVersion: tls.VersionTLS12}}
+			if got := verdict(c.Check(context.Background())); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
 }

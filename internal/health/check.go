@@ -37,7 +37,10 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // HTTPCheck requests URL (through Dial when set) and judges the answer.
 type HTTPCheck struct {
 	URLs []*url.URL // each target; the check passes when one does (a warning when not all do)
-	Host string     // the Host header and TLS server name; "" keeps the URL's
+	Host string     // the Host header; "" keeps the URL's
+	// TLS verifies https URLs: the certificate must be for TLS.ServerName or,
+	// when that is empty, the URL's host, as the gateway's proxy verifies a
+	// backend (an inside check decides the backend's rotation).
 	TLS  *tls.Config
 	Dial DialFunc // nil: a plain dialer
 
@@ -160,9 +163,6 @@ func (c *HTTPCheck) init() {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLS != nil {
 		tlsConf = c.TLS.Clone()
-	}
-	if tlsConf.ServerName == "" && c.Host != "" {
-		tlsConf.ServerName = c.Host
 	}
 	c.tr.TLSClientConfig = tlsConf
 }
