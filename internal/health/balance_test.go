@@ -168,37 +168,44 @@ services:
 	}
 }
 
-// A Prompt target runs the moment it starts; the others at a random point
-// of their first interval.
+// A Prompt target runs the moment it starts, then at a random point of
+// the next interval (prompt targets started together spread out); the
+// others run first at a random point of their first interval.
 func TestMonitorPrompt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		var mu sync.Mutex
 		first := map[string]time.Duration{}
+		second := map[string]time.Duration{}
 		checker := func(name string) Checker {
 			return checkerFunc(func(context.Context) error {
 				mu.Lock()
 				defer mu.Unlock()
 				if _, ok := first[name]; !ok {
 					first[name] = time.Since(start)
+				} else if _, ok := second[name]; !ok {
+					second[name] = time.Since(start)
 				}
 				return nil
 			})
 		}
 		m := New(Options{})
 		var targets []Target
-		for _, name := range []string{"a", "b", "c", "d", "e"} {
+		names := []string{"a", "b", "c", "d", "e", "p", "q"}
+		for _, name := range names {
 			targets = append(targets, Target{Service: name, Check: "http", Scope: Inside, Interval: time.Minute, Timeout: time.Second,
-				Failures: 1, Successes: 1, Checker: checker(name), Prompt: name == "a"})
+				Failures: 1, Successes: 1, Checker: checker(name), Prompt: name == "a" || name == "p" || name == "q"})
 		}
-		m.Update([]string{"a", "b", "c", "d", "e"}, targets)
+		m.Update(names, targets)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); m.Run(ctx) }()
 		synctest.Wait()
 		mu.Lock()
-		if d, ok := first["a"]; !ok || d != 0 {
-			t.Errorf("the prompt target first ran after %v (ran: %v)", d, ok)
+		for _, name := range []string{"a", "p", "q"} {
+			if d, ok := first[name]; !ok || d != 0 {
+				t.Errorf("the prompt target %s first ran after %v (ran: %v)", name, d, ok)
+			}
 		}
 		mu.Unlock()
 		time.Sleep(time.Minute)
@@ -212,6 +219,9 @@ func TestMonitorPrompt(t *testing.T) {
 		}
 		if late != 4 {
 			t.Errorf("first runs %v: want b-e spread over the interval", first)
+		}
+		if second["a"] > time.Minute || second["a"] == second["p"] && second["p"] == second["q"] {
+			t.Errorf("second runs of the prompt targets %v: want each at a random point of the next minute", second)
 		}
 	})
 }

@@ -157,8 +157,10 @@ type Target struct {
 	Failures  int // failed runs in a row before down
 	Successes int // passing runs in a row before up again
 	Checker   Checker
-	// Prompt runs the first check at once rather than at a random point of
-	// the first interval: the gateway's rotation waits for it.
+	// Prompt runs the first check at once, and the second at a random point
+	// of the interval after it (so that targets still spread out), rather
+	// than the first at a random point of the first interval: the gateway's
+	// rotation waits for it.
 	Prompt bool
 	// Spec is what Checker was built from: on Update, a target with the same
 	// key and an equal Spec (reflect.DeepEqual) keeps running and keeps its
@@ -345,11 +347,13 @@ func (m *Monitor) start(r *running) {
 }
 
 // loop runs one target: first at a random point of its first interval, so
-// that targets spread out (at once when Prompt), then every interval, 10%
-// more or less.
+// that targets spread out, then every interval, 10% more or less. A Prompt
+// target runs at once first, then at a random point of the next interval.
 func (m *Monitor) loop(ctx context.Context, r *running) {
-	wait := time.Duration(rand.Int64N(int64(r.t.Interval)))
-	if r.t.Prompt {
+	spread := func() time.Duration { return time.Duration(rand.Int64N(int64(r.t.Interval))) }
+	prompt := r.t.Prompt
+	wait := spread()
+	if prompt {
 		wait = 0
 	}
 	t := time.NewTimer(wait)
@@ -361,6 +365,11 @@ func (m *Monitor) loop(ctx context.Context, r *running) {
 		case <-t.C:
 		}
 		m.runOnce(ctx, r)
+		if prompt {
+			prompt = false
+			t.Reset(spread())
+			continue
+		}
 		t.Reset(jitter(r.t.Interval))
 	}
 }
