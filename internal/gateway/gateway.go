@@ -118,8 +118,9 @@ func (g *Gateway) Handler(class config.Class) http.Handler { return g.https[clas
 // case it is served; unknown hosts get 404.
 func (g *Gateway) HTTPHandler(class config.Class) http.Handler { return g.http[class&1] }
 
-// Run checks the health of backends that have a health check, and brings
-// back backends marked down by failed requests, until ctx is done.
+// Run checks the health of backends that have a health check the caller
+// does not feed (Options.Fed), and brings back backends marked down by
+// failed requests, until ctx is done.
 func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range g.services {
