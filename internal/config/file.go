@@ -375,7 +375,8 @@ type fileHealth struct {
 	// Interval between checks. Each round starts up to 10% earlier or later, at random, so
 	// checks do not all fire at once.
 	Interval duration `yaml:"interval" default:"30s"`
-	// Timeout of one check.
+	// Timeout of one check. An http check requests all backends at the same time, each
+	// within the timeout.
 	Timeout duration `yaml:"timeout" default:"5s"`
 	// Status expected; 0 accepts any 2xx or 3xx.
 	Status int `yaml:"status" default:"0"`

@@ -88,7 +88,7 @@ var fieldDocs = map[string]string{
 	"fileHealth.Path":                       "Path requested on each backend by the default http check when `checks` is empty (and by http checks without a path), which also takes a failing backend out of rotation; when no check is an http check, requested on each backend only for the rotation.",
 	"fileHealth.Status":                     "Status expected; 0 accepts any 2xx or 3xx.",
 	"fileHealth.Successes":                  "Successes is how many rounds in a row must pass before a down service is up again.",
-	"fileHealth.Timeout":                    "Timeout of one check.",
+	"fileHealth.Timeout":                    "Timeout of one check. An http check requests all backends at the same time, each within the timeout.",
 	"fileHistory.Daily":                     "Daily is how long daily summaries are kept: the uptime bars and badges read them.",
 	"fileHistory.Fine":                      "Fine is how long five-minute summaries (state times, latency min/avg/max) are kept.",
 	"fileHistory.Raw":                       "Raw is how long every single check result is kept.",
