@@ -15,8 +15,9 @@
 #   VmHWM     peak resident memory, MiB
 #   checks passing   labgate_check_success == 1 on /metrics at the end
 #                    (SERVICES / INTERVAL checks run per second)
-# With a health section the gateway also probes each backend for its load
-# balancing (health.path, same interval): two requests per service and interval.
+# The http check's result on each backend also decides the gateway's load
+# balancing: one request per service and interval (before, the gateway probed
+# each backend as well: two).
 #
 # Knobs: SERVICES=1000, INTERVAL=10s, TIMEOUT=1s, DURATION=180, WARMUP=15,
 # LABGATE_GOMAXPROCS, KEEP_TMP=1, RESULTS=FILE (default

@@ -338,7 +338,13 @@ type fileService struct {
 	BackendTLS fileBackendTLS `yaml:"backend_tls"`
 	// AllowHTTP serves the service on the HTTP listeners instead of redirecting to HTTPS.
 	AllowHTTP bool `yaml:"allow_http" default:"false"`
-	// Health is the active health check of the backends.
+	// Health checks the service's backends. Its checks decide the service's state (status
+	// page, alerts). The first http check (the implicit one of `path` without `checks`, else
+	// the first `type: http`) also decides which backends take requests: a backend that fails
+	// a round is out of rotation until it passes one (a warning such as slow still passes),
+	// whatever `failures` and `successes` say; each backend is requested once per round. A
+	// service whose checks have no http check gets a request of `path` on each backend every
+	// interval for this alone.
 	Health *fileHealth `yaml:"health"`
 	// Metrics is the path of the service's Prometheus metrics on its backend.
 	Metrics string `yaml:"metrics" example:"/metrics"`
@@ -362,13 +368,15 @@ type fileBackendTLS struct {
 }
 
 type fileHealth struct {
-	// Path requested on each backend, to take a failing backend out of rotation, and by the
-	// default http check when `checks` is empty.
+	// Path requested on each backend by the default http check when `checks` is empty (and
+	// by http checks without a path), which also takes a failing backend out of rotation;
+	// when no check is an http check, requested on each backend only for the rotation.
 	Path string `yaml:"path" default:"/"`
 	// Interval between checks. Each round starts up to 10% earlier or later, at random, so
 	// checks do not all fire at once.
 	Interval duration `yaml:"interval" default:"30s"`
-	// Timeout of one check.
+	// Timeout of one check. An http check requests all backends at the same time, each
+	// within the timeout.
 	Timeout duration `yaml:"timeout" default:"5s"`
 	// Status expected; 0 accepts any 2xx or 3xx.
 	Status int `yaml:"status" default:"0"`

@@ -108,13 +108,15 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{
+	gwOpts := gateway.Options{
 		Log:       d.log,
 		Access:    d.accessLogger(cfg),
 		Metrics:   d.gwm,
 		HTTPSPort: httpsPorts(cfg),
 		Observe:   d.observe(),
-	})
+	}
+	d.balanceOptions(cfg, &gwOpts)
+	gw, err := gateway.New(cfg, gwOpts)
 	if err != nil {
 		router.Close()
 		return nil, err

@@ -20,6 +20,7 @@ import (
 // receivers.
 type checks struct {
 	mon *health.Monitor
+	lb  *balancing // the monitor's http checks feed the gateway's rotation (balance.go)
 	ctx context.Context
 
 	mu     sync.Mutex
@@ -32,7 +33,7 @@ type checks struct {
 
 // startChecks starts the monitor; it stops with ctx or stopChecks.
 func (d *Daemon) startChecks(ctx context.Context) {
-	c := &checks{}
+	c := &checks{lb: newBalancing()}
 	c.mon = health.New(health.Options{
 		Log:        d.log.With("component", "health"),
 		Registerer: d.prom,
@@ -89,14 +90,19 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 	}
 }
 
-// updateChecks points the monitor and the alert manager at cfg.
+// updateChecks points the monitor and the alert manager at cfg, and the
+// monitor's per-backend results at the generation that serves it (d.mu is
+// held: apply).
 func (d *Daemon) updateChecks(cfg *config.Config) {
 	c := d.checks
 	if c == nil {
 		return
 	}
 	mgr := c.manager()
-	targets, err := health.Targets(cfg, health.Env{OutsideTLS: d.outsideTLS(cfg), OutsideDial: d.opts.OutsideDial})
+	if d.cur != nil {
+		c.lb.use(d.cur.gw, cfg)
+	}
+	targets, err := health.Targets(cfg, health.Env{OutsideTLS: d.outsideTLS(cfg), OutsideDial: d.opts.OutsideDial, OnBackend: c.lb.observe})
 	if err != nil {
 		d.log.Error("some health checks cannot run", "error", err)
 	}

@@ -15,6 +15,13 @@
 // Upgrades (websockets), CONNECT, https:// backends and health checks go
 // through httputil.ReverseProxy and the backend's http.Transport.
 //
+// Active health: a backend whose service has a health section is taken out
+// of rotation when a check of it fails and put back when one passes. The
+// check is the health monitor's http check when the daemon feeds its
+// results through Gateway.SetBackendHealth (Options.Fed), so that each
+// backend is polled once per interval; else the gateway's own probe of
+// health.path.
+//
 // Connections arrive with RemoteAddr already set to the real client (from a
 // PROXY header on public listeners, from the socket on private ones); the
 // gateway replaces whatever forwarding headers the client sent with that

@@ -34,6 +34,16 @@ type Options struct {
 	// PassiveCooldown is how long a backend stays down after a failed
 	// connection when no active check brings it back sooner; 0: 10s.
 	PassiveCooldown time.Duration
+	// Fed, if set, reports whether the caller feeds the active health of a
+	// service's backends through SetBackendHealth (the health monitor's
+	// http check): the gateway then sends those backends no health check
+	// of its own. nil: the gateway probes every service with health.
+	Fed func(service string) bool
+	// LastCheck, if set, tells a fed backend's last known result when the
+	// generation is built (known false: none yet, the backend starts in
+	// rotation), so that a reload keeps a backend that is down out of
+	// rotation until the next result.
+	LastCheck func(service, backend string) (known, passed bool)
 
 	// reverseProxyOnly turns the lean HTTP/1.1 upstream path off: every
 	// request goes through httputil.ReverseProxy (tests of both paths).
@@ -53,7 +63,10 @@ type Gateway struct {
 	export   *exportGate // closed by Retire
 	roots    []*os.Root
 	closed   sync.Once
+	byName   map[backendKey]*backend // backends of fed services
 }
+
+type backendKey struct{ service, backend string }
 
 // New builds the routing state of one generation from cfg: per-class route
 // tables, one upstream per backend with its own tuned http.Transport,
@@ -65,7 +78,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if opts.PassiveCooldown <= 0 {
 		opts.PassiveCooldown = defaultCooldown
 	}
-	g := &Gateway{log: opts.Log, access: opts.Access, export: &exportGate{}}
+	g := &Gateway{log: opts.Log, access: opts.Access, export: &exportGate{}, byName: map[backendKey]*backend{}}
 	var errs []error
 	for _, sc := range cfg.Services {
 		if !sc.HTTP() && sc.Passthrough == nil || len(sc.Hosts) == 0 {
@@ -77,6 +90,11 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			continue
 		}
 		g.services = append(g.services, s)
+		if s.fed {
+			for _, b := range s.backends {
+				g.byName[backendKey{sc.Name, b.name}] = b
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		g.Close()
@@ -100,8 +118,9 @@ func (g *Gateway) Handler(class config.Class) http.Handler { return g.https[clas
 // case it is served; unknown hosts get 404.
 func (g *Gateway) HTTPHandler(class config.Class) http.Handler { return g.http[class&1] }
 
-// Run checks the health of backends that have a health check, and brings
-// back backends marked down by failed requests, until ctx is done.
+// Run checks the health of backends that have a health check the caller
+// does not feed (Options.Fed), and brings back backends marked down by
+// failed requests, until ctx is done.
 func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range g.services {

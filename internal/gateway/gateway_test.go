@@ -68,6 +68,12 @@ type testGateway struct {
 
 func newTestGateway(t testing.TB, lim config.Limits, services ...*config.Service) *testGateway {
 	t.Helper()
+	return newTestGatewayWith(t, lim, nil, services...)
+}
+
+// newTestGatewayWith is newTestGateway with a change to the options.
+func newTestGatewayWith(t testing.TB, lim config.Limits, edit func(*Options), services ...*config.Service) *testGateway {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	logs := &testpeer.Buffer{}
 	for _, s := range services {
@@ -79,13 +85,17 @@ func newTestGateway(t testing.TB, lim config.Limits, services ...*config.Service
 		lim.BackendConnectTimeout = 2 * time.Second
 	}
 	cfg := &config.Config{Services: services, Gateway: config.Gateway{Limits: lim}}
-	g, err := New(cfg, Options{
+	opts := Options{
 		Log:              slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:          NewMetrics(reg),
 		HTTPSPort:        map[config.Class]int{config.Public: 443, config.Private: 9443},
 		PassiveCooldown:  time.Minute,
 		reverseProxyOnly: testReverseProxy,
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

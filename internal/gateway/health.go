@@ -47,10 +47,14 @@ func (b *backend) report(up bool, why string, err error) {
 	}
 }
 
-// watch runs b's active health check every interval, or, without one,
-// notices when a passive cooldown ends, until ctx is done.
+// watch runs b's active health check every interval, or, without one (or
+// when SetBackendHealth feeds it), notices when a passive cooldown ends,
+// until ctx is done.
 func (b *backend) watch(ctx context.Context) {
 	h := b.svc.cfg.Health
+	if b.svc.fed {
+		h = nil
+	}
 	interval := time.Second
 	if h != nil {
 		interval = h.Interval
@@ -84,6 +88,12 @@ func (b *backend) check(ctx context.Context, path string, timeout time.Duration,
 	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
 		return // shutting down
 	}
+	b.checked(err)
+}
+
+// checked applies the result of an active check: a failure takes b out of
+// rotation, a pass puts it back (and ends a passive cooldown).
+func (b *backend) checked(err error) {
 	if err != nil {
 		b.checkDown.Store(true)
 		b.report(false, "health check failed", err)
@@ -92,6 +102,17 @@ func (b *backend) check(ctx context.Context, path string, timeout time.Duration,
 	b.checkDown.Store(false)
 	b.downUntil.Store(0)
 	b.report(true, "health check passed", nil)
+}
+
+// SetBackendHealth applies the result of an active check of backend
+// (scheme://host:port) of service, made by someone else, exactly as the
+// gateway's own probe would (see Options.Fed): an error takes the backend
+// out of rotation until a nil brings it back. Results for services that
+// are not fed, or for backends the generation does not have, are ignored.
+func (g *Gateway) SetBackendHealth(service, backend string, err error) {
+	if b := g.byName[backendKey{service, backend}]; b != nil {
+		b.checked(err)
+	}
 }
 
 func (b *backend) probe(ctx context.Context, path string, status int) error {

@@ -34,6 +34,7 @@ type service struct {
 	echo        bool
 	passthrough bool                            // TLS goes to the backend undecrypted; HTTP only redirects
 	observe     func(code int, d time.Duration) // passive health; nil: none
+	fed         bool                            // active health comes through SetBackendHealth
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
@@ -41,6 +42,7 @@ func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options
 	if opts.Observe != nil {
 		s.observe = opts.Observe(sc.Name)
 	}
+	s.fed = sc.Health != nil && opts.Fed != nil && opts.Fed(sc.Name)
 	switch {
 	case sc.Static != "":
 		root, err := os.OpenRoot(sc.Static)
@@ -221,8 +223,19 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 		// text/event-stream; responses with a Content-Length are left to the
 		// server's buffering, which saves a syscall per write.
 	}
-	b.up.Store(true)
-	s.export.set(b.m.up, 1)
+	up := true
+	if s.fed && opts.LastCheck != nil {
+		if known, passed := opts.LastCheck(s.cfg.Name, name); known && !passed {
+			up = false
+			b.checkDown.Store(true)
+		}
+	}
+	b.up.Store(up)
+	if up {
+		s.export.set(b.m.up, 1)
+	} else {
+		s.export.set(b.m.up, 0)
+	}
 	return b
 }
 

@@ -37,7 +37,10 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // HTTPCheck requests URL (through Dial when set) and judges the answer.
 type HTTPCheck struct {
 	URLs []*url.URL // each target; the check passes when one does (a warning when not all do)
-	Host string     // the Host header and TLS server name; "" keeps the URL's
+	Host string     // the Host header; "" keeps the URL's
+	// TLS verifies https URLs: the certificate must be for TLS.ServerName or,
+	// when that is empty, the URL's host, as the gateway's proxy verifies a
+	// backend (an inside check decides the backend's rotation).
 	TLS  *tls.Config
 	Dial DialFunc // nil: a plain dialer
 
@@ -49,16 +52,38 @@ type HTTPCheck struct {
 	MinDaysLeft int
 	Now         func() time.Time
 
+	// Observe, if set, is told the outcome of each URL after every run: nil,
+	// a *Warning or the failure. It is not told when the run was canceled
+	// (the monitor stopping, the check replaced): that says nothing of the URL.
+	Observe func(u *url.URL, err error)
+
 	once sync.Once
 	tr   *http.Transport
 }
 
-// Check implements Checker.
+// Check implements Checker. Several URLs (the backends of a service) are
+// requested at once, each within the whole timeout: one that hangs does
+// not fail the others.
 func (c *HTTPCheck) Check(ctx context.Context) error {
+	results := make([]error, len(c.URLs))
+	if len(c.URLs) == 1 {
+		results[0] = c.one(ctx, c.URLs[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, u := range c.URLs {
+			wg.Go(func() { results[i] = c.one(ctx, u) })
+		}
+		wg.Wait()
+	}
+	if c.Observe != nil && context.Cause(ctx) != context.Canceled {
+		for i, u := range c.URLs {
+			c.Observe(u, results[i])
+		}
+	}
 	var errs []error
 	var warn error
-	for _, u := range c.URLs {
-		err := c.one(ctx, u)
+	for i, u := range c.URLs {
+		err := results[i]
 		var w *Warning
 		switch {
 		case err == nil:
@@ -138,9 +163,6 @@ func (c *HTTPCheck) init() {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLS != nil {
 		tlsConf = c.TLS.Clone()
-	}
-	if tlsConf.ServerName == "" && c.Host != "" {
-		tlsConf.ServerName = c.Host
 	}
 	c.tr.TLSClientConfig = tlsConf
 }

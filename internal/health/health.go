@@ -157,6 +157,11 @@ type Target struct {
 	Failures  int // failed runs in a row before down
 	Successes int // passing runs in a row before up again
 	Checker   Checker
+	// Prompt runs the first check at once, and the second at a random point
+	// of the interval after it (so that targets still spread out), rather
+	// than the first at a random point of the first interval: the gateway's
+	// rotation waits for it.
+	Prompt bool
 	// Spec is what Checker was built from: on Update, a target with the same
 	// key and an equal Spec (reflect.DeepEqual) keeps running and keeps its
 	// state. nil Specs are never equal.
@@ -342,9 +347,15 @@ func (m *Monitor) start(r *running) {
 }
 
 // loop runs one target: first at a random point of its first interval, so
-// that targets spread out, then every interval, 10% more or less.
+// that targets spread out, then every interval, 10% more or less. A Prompt
+// target runs at once first, then at a random point of the next interval.
 func (m *Monitor) loop(ctx context.Context, r *running) {
-	wait := time.Duration(rand.Int64N(int64(r.t.Interval)))
+	spread := func() time.Duration { return time.Duration(rand.Int64N(int64(r.t.Interval))) }
+	prompt := r.t.Prompt
+	wait := spread()
+	if prompt {
+		wait = 0
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -354,6 +365,11 @@ func (m *Monitor) loop(ctx context.Context, r *running) {
 		case <-t.C:
 		}
 		m.runOnce(ctx, r)
+		if prompt {
+			prompt = false
+			t.Reset(spread())
+			continue
+		}
 		t.Reset(jitter(r.t.Interval))
 	}
 }

@@ -27,6 +27,14 @@ type Env struct {
 	OutsideTLS *tls.Config
 	// Now is the clock for certificate days; nil: time.Now.
 	Now func() time.Time
+	// OnBackend, if set, is told the outcome of every round of each
+	// service's BalancingCheck, backend by backend (backend is
+	// scheme://host:port as in the gateway's metrics): err is nil when the
+	// backend passed, also with a warning (slow, certificate days left).
+	// The gateway's rotation follows it instead of probing the backends
+	// itself. Those checks also run at once when they start, not at a
+	// random point of their first interval.
+	OnBackend func(service, backend string, err error)
 }
 
 // Resolver returns a resolver that asks the given servers (host:port), or
@@ -69,9 +77,11 @@ func Targets(cfg *config.Config, env Env) ([]Target, error) {
 			continue
 		}
 		base := Target{Service: s.Name, Interval: h.Interval, Timeout: h.Timeout, Failures: h.Failures, Successes: h.Successes}
+		balancing := BalancingCheck(s)
 		for _, ch := range h.Checks {
+			feeds := ch.Name == balancing && env.OnBackend != nil
 			// What the checkers are built from: equal specs run the same check.
-			base.Spec = []any{ch, s.Hosts, s.Backends, s.BackendTLS, s.TCP, s.Expose, h.Outside, cfg.Relay, cfg.DNS.Resolvers, cfg.Gateway.Private}
+			base.Spec = []any{ch, s.Hosts, s.Backends, s.BackendTLS, s.TCP, s.Expose, h.Outside, cfg.Relay, cfg.DNS.Resolvers, cfg.Gateway.Private, feeds}
 			in, inErr := insideChecker(cfg, s, ch, env)
 			if inErr != nil {
 				errs = append(errs, fmt.Errorf("service %s, check %s: %w", s.Name, ch.Name, inErr))
@@ -79,6 +89,10 @@ func Targets(cfg *config.Config, env Env) ([]Target, error) {
 			if in != nil {
 				t := base
 				t.Check, t.Scope, t.Checker = ch.Name, Inside, in
+				if hc, ok := in.(*HTTPCheck); ok && feeds {
+					hc.Observe = backendObserver(s, hc, env.OnBackend)
+					t.Prompt = true
+				}
 				if ch.Type == "dns" {
 					t.Scope = Outside
 				}
@@ -224,6 +238,21 @@ func outsideChecker(cfg *config.Config, s *config.Service, ch config.Check, env 
 		}
 	}
 	return nil
+}
+
+// backendObserver turns the outcomes of c, an inside http check of s, into
+// calls of on with each backend's name: warnings pass.
+func backendObserver(s *config.Service, c *HTTPCheck, on func(service, backend string, err error)) func(*url.URL, error) {
+	names := make(map[*url.URL]string, len(c.URLs))
+	for _, u := range c.URLs {
+		names[u] = u.Scheme + "://" + u.Host
+	}
+	return func(u *url.URL, err error) {
+		if _, ok := err.(*Warning); ok {
+			err = nil
+		}
+		on(s.Name, names[u], err)
+	}
 }
 
 func httpChecker(ch config.Check, env Env) *HTTPCheck {
