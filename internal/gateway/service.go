@@ -229,6 +229,9 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 // serve proxies r to b: over the lean HTTP/1.1 path when it applies, else
 // through ReverseProxy.
 func (b *backend) serve(rw *responseWriter, r *http.Request) {
+	if r.Header["Upgrade"] != nil {
+		dropH2CUpgrade(r.Header)
+	}
 	if b.useLean(r) {
 		b.serveLean(rw, r)
 		return
@@ -243,6 +246,11 @@ func (b *backend) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = b.url.Scheme
 	pr.Out.URL.Host = b.url.Host
 	setForwarded(pr.Out.Header, pr.In)
+	for k := range pr.Out.Trailer {
+		if dropTrailer(k) {
+			delete(pr.Out.Trailer, k)
+		}
+	}
 }
 
 // spoofable are headers through which clients claim an address; backends
@@ -256,6 +264,11 @@ var spoofable = []string{"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Server", 
 func setForwarded(h http.Header, in *http.Request) {
 	for _, k := range spoofable {
 		delete(h, k)
+	}
+	for k := range h {
+		if spoofableAlias(k) {
+			delete(h, k)
+		}
 	}
 	ip, proto, host := forwardedFields(in)
 	vals := make([]string, 5) // one allocation for every value
