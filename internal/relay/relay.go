@@ -78,9 +78,9 @@ type Options struct {
 	// ClientHello (default 1s). Then the connection is forwarded with what
 	// arrived and without TLVs: peeking never drops a connection.
 	PeekTimeout time.Duration
-	// MaxConnsPerSource limits concurrent TCP connections per client IP
-	// address, over all routes (default 256). Further connections are
-	// closed at once and counted.
+	// MaxConnsPerSource limits concurrent TCP connections per client IPv4
+	// address or IPv6 /64, over all routes (default 256). Further
+	// connections are closed at once and counted.
 	MaxConnsPerSource int
 	// UDPFlowTimeout ends a UDP flow without datagrams in either direction
 	// for this long (default 60s).
