@@ -86,6 +86,8 @@ func TestHasDotDot(t *testing.T) {
 	for in, want := range map[string]bool{
 		"/": false, "/a/b": false, "/a..b": false, "/..": true, "/a/../b": true, "/a/..": true,
 		"/...": false, "/a/.../b": false, "..": true,
+		"/a/..;/b": true, "/a/..;jsessionid=x/b": true, "/a/..\\b": true, `/a\..\b`: true, "/a;/b": false, "/a/.;/b": false,
+		"/a/..x;/b": false, "/a\\b": false,
 	} {
 		if got := hasDotDot(in); got != want {
 			t.Errorf("hasDotDot(%q) = %v, want %v", in, got, want)
