@@ -250,7 +250,7 @@ type fileLimits struct {
 	ProxyHeaderTimeout duration `yaml:"proxy_header_timeout" default:"5s"`
 	// ReadHeaderTimeout is how long a client has to send a request's headers.
 	ReadHeaderTimeout duration `yaml:"read_header_timeout" default:"10s"`
-	// IdleTimeout closes keep-alive connections idle this long.
+	// IdleTimeout closes keep-alive connections idle this long, and fails a request whose body sends nothing for this long (400).
 	IdleTimeout duration `yaml:"idle_timeout" default:"2m"`
 	// MaxHeaderBytes bounds the size of a request's headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes" default:"65536"`

@@ -112,7 +112,7 @@ var fieldDocs = map[string]string{
 	"fileL4.ProxyProtocol":                  "ProxyProtocol sends a PROXY header with the real client address to the backend.",
 	"fileLimits.BackendConnectTimeout":      "BackendConnectTimeout bounds connecting to a backend; a backend that does not answer in time is skipped.",
 	"fileLimits.BackendHeaderTimeout":       "BackendHeaderTimeout bounds the wait for a backend's response headers (504 after it); 0 waits forever.",
-	"fileLimits.IdleTimeout":                "IdleTimeout closes keep-alive connections idle this long.",
+	"fileLimits.IdleTimeout":                "IdleTimeout closes keep-alive connections idle this long, and fails a request whose body sends nothing for this long (400).",
 	"fileLimits.MaxHeaderBytes":             "MaxHeaderBytes bounds the size of a request's headers.",
 	"fileLimits.ProxyHeaderTimeout":         "ProxyHeaderTimeout is how long a relay has to send the whole PROXY header.",
 	"fileLimits.ReadHeaderTimeout":          "ReadHeaderTimeout is how long a client has to send a request's headers.",

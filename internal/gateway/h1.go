@@ -269,14 +269,15 @@ func (b *backend) serveLean(rw *responseWriter, r *http.Request) {
 		pc.conn.Close()
 		var cbe *clientBodyError
 		switch {
-		case ctx.Err() != nil:
-			b.log.Debug("client went away", "error", err)
-			return
 		case errors.As(err, &cbe):
+			// Before the context: a failed body read cancels it too.
 			b.log.Debug("client request body failed", "error", err)
 			if rw.status == 0 {
 				writeError(rw, r, http.StatusBadRequest)
 			}
+			return
+		case ctx.Err() != nil:
+			b.log.Debug("client went away", "error", err)
 			return
 		case attempt == 0 && pc.reused && pc.nread == 0 && !bodyTouched && replay && !isTimeout(err):
 			// The backend closed an idle connection: try a new one.

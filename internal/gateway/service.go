@@ -34,10 +34,12 @@ type service struct {
 	echo        bool
 	passthrough bool                            // TLS goes to the backend undecrypted; HTTP only redirects
 	observe     func(code int, d time.Duration) // passive health; nil: none
+	bodyIdle    time.Duration                   // a request body silent this long fails (limits.idle_timeout)
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
-	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, export: g.export, echo: sc.Echo}
+	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, export: g.export, echo: sc.Echo,
+		bodyIdle: lim.IdleTimeout}
 	if opts.Observe != nil {
 		s.observe = opts.Observe(sc.Name)
 	}
@@ -86,6 +88,7 @@ func (s *service) serve(rw *responseWriter, r *http.Request) {
 			return
 		}
 		rw.backend = b
+		limitBodyIdle(rw, r, s.bodyIdle)
 		b.serve(rw, r)
 	}
 }
@@ -344,6 +347,15 @@ func (b *backend) proxyError(w http.ResponseWriter, out *http.Request, err error
 		return
 	}
 	in := rw.req
+	if clientBodyFailed(in, err) {
+		// The client's body stalled or broke off (which cancels the
+		// request's context too): not the backend's fault.
+		b.log.Debug("client request body failed", "error", err)
+		if rw.status == 0 && !rw.hijacked {
+			writeError(rw, in, http.StatusBadRequest)
+		}
+		return
+	}
 	if in.Context().Err() != nil {
 		b.log.Debug("client went away", "error", err)
 		return
