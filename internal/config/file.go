@@ -318,7 +318,7 @@ type fileService struct {
 	Hosts []string `yaml:"hosts"`
 	// Path prefix the service answers under on its hosts; the longest prefix wins.
 	Path string `yaml:"path" default:"/"`
-	// Expose is `private` (VPN and LAN only) or `public` (also through the relay).
+	// Expose is `private` (VPN and LAN only) or `public` (also through the relay). A private service's host and path stay private even under a public service's shorter path or `*.` host.
 	Expose string `yaml:"expose" default:"private" enum:"private|public"`
 	// Backend URL (http:// or https://).
 	Backend string `yaml:"backend" example:"http://192.168.1.20:8080"`

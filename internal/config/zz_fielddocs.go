@@ -162,7 +162,7 @@ var fieldDocs = map[string]string{
 	"fileService.BackendTLS":                "BackendTLS configures how https:// backends are verified.",
 	"fileService.Backends":                  "Backends, load-balanced and health-aware.",
 	"fileService.Echo":                      "Echo answers every request itself with what labgate saw and what a backend would get (client address, forwarded headers): for trying labgate out and for debugging a relay.",
-	"fileService.Expose":                    "Expose is `private` (VPN and LAN only) or `public` (also through the relay).",
+	"fileService.Expose":                    "Expose is `private` (VPN and LAN only) or `public` (also through the relay). A private service's host and path stay private even under a public service's shorter path or `*.` host.",
 	"fileService.Health":                    "Health is the active health check of the backends.",
 	"fileService.Host":                      "Host name the service answers on; without a dot, the domain is appended.",
 	"fileService.Hosts":                     "Hosts, when the service answers on several names. `*.name` matches one label.",
