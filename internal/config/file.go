@@ -185,7 +185,7 @@ type fileRelay struct {
 	ConnectTimeout duration `yaml:"connect_timeout" default:"5s"`
 	// IdleTimeout closes a forwarded TCP connection after this long without a byte either way.
 	IdleTimeout duration `yaml:"idle_timeout" default:"1h"`
-	// MaxConnsPerSource bounds the concurrent connections one client address may hold open (for IPv6, one /64: a single host often owns a whole one).
+	// MaxConnsPerSource bounds the concurrent connections one client address may hold open (for IPv6, one /64: a single host often owns a whole one), and its UDP flows on each port.
 	MaxConnsPerSource int `yaml:"max_conns_per_source" default:"256"`
 	// UDPFlowTimeout forgets a UDP client after this long without a datagram.
 	UDPFlowTimeout duration `yaml:"udp_flow_timeout" default:"60s"`

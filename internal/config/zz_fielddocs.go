@@ -149,7 +149,7 @@ var fieldDocs = map[string]string{
 	"fileRelay.Gateway":                     "Gateway is the gateway's VPN address, where the relay forwards to.",
 	"fileRelay.IdleTimeout":                 "IdleTimeout closes a forwarded TCP connection after this long without a byte either way.",
 	"fileRelay.Listen":                      "Listen is where the VPS binds 80, 443 and the public tcp/udp ports.",
-	"fileRelay.MaxConnsPerSource":           "MaxConnsPerSource bounds the concurrent connections one client address may hold open (for IPv6, one /64: a single host often owns a whole one).",
+	"fileRelay.MaxConnsPerSource":           "MaxConnsPerSource bounds the concurrent connections one client address may hold open (for IPv6, one /64: a single host often owns a whole one), and its UDP flows on each port.",
 	"fileRelay.Name":                        "Name of the relay: relay.example.org points at public_ips and public services CNAME to it.",
 	"fileRelay.PublicIPs":                   "PublicIPs of the VPS.",
 	"fileRelay.Speedtest":                   "Speedtest measures the path every public request takes: the gateway regularly moves a few megabytes to and from the relay over the VPN and keeps the latency and throughput it saw.",

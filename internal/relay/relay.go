@@ -80,7 +80,9 @@ type Options struct {
 	PeekTimeout time.Duration
 	// MaxConnsPerSource limits concurrent TCP connections per client IPv4
 	// address or IPv6 /64, over all routes (default 256). Further
-	// connections are closed at once and counted.
+	// connections are closed at once and counted. It bounds the UDP flows
+	// of one such source on each route too (a client can send from any
+	// number of ports): datagrams of further flows are dropped and counted.
 	MaxConnsPerSource int
 	// UDPFlowTimeout ends a UDP flow without datagrams in either direction
 	// for this long (default 60s).
