@@ -154,7 +154,8 @@ type Relay struct {
 	probes      sync.WaitGroup
 	probeTarget map[string]bool
 
-	wg sync.WaitGroup // accept loops, handlers, UDP loops and flows
+	wg    sync.WaitGroup // accept loops, handlers, UDP loops and flows
+	bound chan struct{}  // closed once Run has bound every route
 }
 
 const (
@@ -182,6 +183,7 @@ func New(opts Options) (*Relay, error) {
 		metrics: opts.Metrics,
 		tcp:     make(map[listenerKey]*tcpListener),
 		udp:     make(map[listenerKey]*udpListener),
+		bound:   make(chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -314,6 +316,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.startProbes(r.cfg)
 	grace := r.cfg.opts.GracePeriod
 	r.mu.Unlock()
+	close(r.bound)
 
 	sweepDone := make(chan struct{})
 	stopSweep := make(chan struct{})
@@ -377,6 +380,10 @@ func (r *Relay) Update(opts Options) error {
 	r.cfg = cfg
 	return nil
 }
+
+// Bound is closed once Run has bound every route: from then on the relay
+// forwards. If Run fails to bind, it returns its error and Bound stays open.
+func (r *Relay) Bound() <-chan struct{} { return r.bound }
 
 // Addr returns the bound address of the named route's listener, or nil if
 // the route is unknown or not bound (before Run, after it returned).

@@ -1,8 +1,12 @@
 package relay
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestSourceLimitIPv6Prefix: IPv6 clients are counted by /64, since one
@@ -38,5 +42,53 @@ func TestSourceLimitIPv6Prefix(t *testing.T) {
 	}
 	if add("192.0.2.2") == nil {
 		t.Error("the next IPv4 address was refused")
+	}
+}
+
+// TestBound: Bound closes once Run has bound every route, and stays open
+// when Run cannot bind.
+func TestBound(t *testing.T) {
+	r, err := New(Options{Metrics: NewMetrics(prometheus.NewRegistry()), ProbeInterval: -1, Routes: []Route{
+		{Name: "t", Proto: "tcp", Listen: "127.0.0.1:0", Target: "127.0.0.1:1"},
+		{Name: "u", Proto: "udp", Listen: "127.0.0.1:0", Target: "127.0.0.1:1"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.Bound():
+		t.Fatal("bound before Run")
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	<-r.Bound()
+	if r.Addr("t") == nil || r.Addr("u") == nil {
+		t.Error("Bound closed before every route was bound")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r2, err := New(Options{Metrics: NewMetrics(prometheus.NewRegistry()), ProbeInterval: -1, Routes: []Route{
+		{Name: "t", Proto: "tcp", Listen: taken.Addr().String(), Target: "127.0.0.1:1"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Run(context.Background()); err == nil {
+		t.Fatal("Run bound a taken address")
+	}
+	select {
+	case <-r2.Bound():
+		t.Error("Bound closed although Run failed to bind")
+	default:
 	}
 }
