@@ -185,7 +185,7 @@ type fileRelay struct {
 	ConnectTimeout duration `yaml:"connect_timeout" default:"5s"`
 	// IdleTimeout closes a forwarded TCP connection after this long without a byte either way.
 	IdleTimeout duration `yaml:"idle_timeout" default:"1h"`
-	// MaxConnsPerSource bounds the concurrent connections one client address may hold open.
+	// MaxConnsPerSource bounds the concurrent connections one client address may hold open (for IPv6, one /64: a single host often owns a whole one), and its UDP flows on each port.
 	MaxConnsPerSource int `yaml:"max_conns_per_source" default:"256"`
 	// UDPFlowTimeout forgets a UDP client after this long without a datagram.
 	UDPFlowTimeout duration `yaml:"udp_flow_timeout" default:"60s"`
@@ -250,7 +250,7 @@ type fileLimits struct {
 	ProxyHeaderTimeout duration `yaml:"proxy_header_timeout" default:"5s"`
 	// ReadHeaderTimeout is how long a client has to send a request's headers.
 	ReadHeaderTimeout duration `yaml:"read_header_timeout" default:"10s"`
-	// IdleTimeout closes keep-alive connections idle this long.
+	// IdleTimeout closes keep-alive connections idle this long, and fails a request whose body sends nothing for this long (400).
 	IdleTimeout duration `yaml:"idle_timeout" default:"2m"`
 	// MaxHeaderBytes bounds the size of a request's headers.
 	MaxHeaderBytes int `yaml:"max_header_bytes" default:"65536"`
@@ -318,7 +318,7 @@ type fileService struct {
 	Hosts []string `yaml:"hosts"`
 	// Path prefix the service answers under on its hosts; the longest prefix wins.
 	Path string `yaml:"path" default:"/"`
-	// Expose is `private` (VPN and LAN only) or `public` (also through the relay).
+	// Expose is `private` (VPN and LAN only) or `public` (also through the relay). A private service's host and path stay private even under a public service's shorter path or `*.` host.
 	Expose string `yaml:"expose" default:"private" enum:"private|public"`
 	// Backend URL (http:// or https://).
 	Backend string `yaml:"backend" example:"http://192.168.1.20:8080"`

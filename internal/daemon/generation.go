@@ -99,6 +99,7 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 	if err := precheck(cfg); err != nil {
 		return nil, err
 	}
+	warnRelayInPrivateAllow(d.log, cfg)
 	var source certs.Source // set below for ACME, once the listeners are bound
 	if needsTLS(cfg) && cfg.TLS.ACME == nil {
 		source = d.caSource(cfg) // statefiles.go: a damaged CA serves no HTTPS, the rest serves

@@ -104,6 +104,13 @@ func (d *Relay) Run(ctx context.Context) error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
+	// "forwarding" (and Ready) only once every route is bound: a client
+	// or supervisor told so earlier would find the ports closed.
+	select {
+	case <-r.Bound():
+	case err := <-done:
+		return err
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -193,17 +193,27 @@ type route struct {
 	svc    *service
 	prefix string // the service's path without trailing slash; "" for "/"
 	cm     *classMetrics
+	// denied: a private service's route in the public table. Requests it
+	// wins are not served there (404), not even by a public service of
+	// the same host with a shorter path or a wildcard host: the paths and
+	// names a file makes private stay private.
+	denied bool
 }
 
 // newTable holds the services class may reach: public listeners reach only
-// public services; private listeners reach private and public ones.
+// public services; private listeners reach private and public ones. The
+// public table holds private services' routes too, denied: a request goes
+// to the service whose host and path match best, and is refused when that
+// service is private.
 func newTable(services []*service, class config.Class) *table {
 	t := &table{exact: map[string][]*route{}, wild: map[string][]*route{}}
 	for _, s := range services {
+		r := &route{svc: s, prefix: cleanPrefix(s.cfg.Path)}
 		if class == config.Public && s.cfg.Expose != config.Public {
-			continue
+			r.denied = true
+		} else {
+			r.cm = s.metrics.forService(s.cfg.Name, class)
 		}
-		r := &route{svc: s, prefix: cleanPrefix(s.cfg.Path), cm: s.metrics.forService(s.cfg.Name, class)}
 		for _, h := range s.cfg.Hosts {
 			if parent, ok := cutWildcard(h); ok {
 				t.wild[parent] = append(t.wild[parent], r)

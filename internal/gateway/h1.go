@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,7 +90,10 @@ func (pc *h1Conn) setReadDeadline(t time.Time) {
 	}
 }
 
-var errHeadersTooLarge = errors.New("backend response headers too large")
+var (
+	errHeadersTooLarge = errors.New("backend response headers too large")
+	errUnaskedSwitch   = errors.New("backend switched protocols (101) without an upgrade request")
+)
 
 // h1HeaderTimeout is Limits.BackendHeaderTimeout running out: a timeout
 // (504), in the words http.Transport uses.
@@ -112,10 +116,14 @@ func newH1Pool(addr string, dialer *net.Dialer) *h1Pool {
 	return &h1Pool{addr: addr, dialer: dialer}
 }
 
-// get returns an idle connection, or a new one. check: make sure an idle
-// connection was not closed by the backend (for requests that cannot be
-// retried). fresh: dial, whatever is idle.
-func (p *h1Pool) get(ctx context.Context, check, fresh bool) (*h1Conn, error) {
+// get returns an idle connection, or a new one. An idle connection is
+// checked first (a non-blocking peek): one the backend closed is dropped,
+// and so is one with unread bytes. Those can only be an answer to no
+// request, such as a body after a response to HEAD or a 204 from a backend
+// that sends one anyway; read as the answer to the next request, they
+// would reach another client (response desync). fresh: dial, whatever is
+// idle.
+func (p *h1Pool) get(ctx context.Context, fresh bool) (*h1Conn, error) {
 	if !fresh {
 		now := time.Now()
 		p.mu.Lock()
@@ -135,17 +143,12 @@ func (p *h1Pool) get(ctx context.Context, check, fresh bool) (*h1Conn, error) {
 				p.mu.Lock()
 				break
 			}
-			if check {
-				p.mu.Unlock()
-				if connAlive(pc.conn) {
-					return pc, nil
-				}
-				pc.conn.Close()
-				p.mu.Lock()
-				continue
-			}
 			p.mu.Unlock()
-			return pc, nil
+			if connAlive(pc.conn) {
+				return pc, nil
+			}
+			pc.conn.Close()
+			p.mu.Lock()
 		}
 		p.mu.Unlock()
 	}
@@ -247,9 +250,10 @@ func (b *backend) serveLean(rw *responseWriter, r *http.Request) {
 		err error
 	)
 	for attempt := 0; ; attempt++ {
-		// Requests that cannot be sent twice check that a pooled
-		// connection is still open; the others retry on a fresh one.
-		pc, err = b.h1.get(ctx, !replay, attempt > 0)
+		// A pooled connection the backend closes between the check and
+		// the write fails the request: replayable ones retry on a fresh
+		// connection.
+		pc, err = b.h1.get(ctx, attempt > 0)
 		if err != nil {
 			b.proxyError(rw, r, err)
 			return
@@ -265,14 +269,15 @@ func (b *backend) serveLean(rw *responseWriter, r *http.Request) {
 		pc.conn.Close()
 		var cbe *clientBodyError
 		switch {
-		case ctx.Err() != nil:
-			b.log.Debug("client went away", "error", err)
-			return
 		case errors.As(err, &cbe):
+			// Before the context: a failed body read cancels it too.
 			b.log.Debug("client request body failed", "error", err)
 			if rw.status == 0 {
 				writeError(rw, r, http.StatusBadRequest)
 			}
+			return
+		case ctx.Err() != nil:
+			b.log.Debug("client went away", "error", err)
 			return
 		case attempt == 0 && pc.reused && pc.nread == 0 && !bodyTouched && replay && !isTimeout(err):
 			// The backend closed an idle connection: try a new one.
@@ -341,9 +346,16 @@ func readResponse(pc *h1Conn, r *http.Request, w http.ResponseWriter) (*http.Res
 		if err != nil {
 			return nil, err
 		}
-		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
+		if res.StatusCode >= 200 {
 			pc.limit = math.MaxInt64
 			return res, nil
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols {
+			// The lean path never asks for an upgrade (those go through
+			// ReverseProxy). Passed on, the connection would go back to
+			// the pool in the backend's new protocol, and its bytes to
+			// the next client whose request it carries.
+			return nil, errUnaskedSwitch
 		}
 		if res.StatusCode != http.StatusContinue && w != nil {
 			h := w.Header()
@@ -384,7 +396,7 @@ func (b *backend) writeHead(bw *bufio.Writer, r *http.Request, body bool) {
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if skipRequestHeader(k) || conn != nil && connectionListed(conn, k) {
+		if skipRequestHeader(k) || conn != nil && connectionListed(conn, k) || spoofableAlias(k) {
 			continue
 		}
 		for _, v := range vv {
@@ -408,16 +420,20 @@ func (b *backend) writeHead(bw *bufio.Writer, r *http.Request, body bool) {
 		bw.WriteString("\r\n")
 	case body:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
-		if len(r.Trailer) > 0 {
-			bw.WriteString("Trailer: ")
-			first := true
-			for k := range r.Trailer {
-				if !first {
-					bw.WriteString(", ")
-				}
-				first = false
-				bw.WriteString(k)
+		first := true
+		for k := range r.Trailer {
+			if dropTrailer(k) {
+				continue
 			}
+			if first {
+				bw.WriteString("Trailer: ")
+			} else {
+				bw.WriteString(", ")
+			}
+			first = false
+			bw.WriteString(k)
+		}
+		if !first {
 			bw.WriteString("\r\n")
 		}
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
@@ -455,6 +471,42 @@ func skipRequestHeader(k string) bool {
 		return true
 	}
 	return false
+}
+
+// spoofableAlias reports whether k, a header name with an underscore,
+// names a forwarding header once its underscores are read as dashes. CGI,
+// PHP and WSGI backends see X_Real_IP and X-Real-IP both as HTTP_X_REAL_IP,
+// and may take the client's value over the gateway's.
+func spoofableAlias(k string) bool {
+	if strings.IndexByte(k, '_') < 0 {
+		return false
+	}
+	k = http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+	return slices.Contains(spoofable, k)
+}
+
+// dropTrailer reports whether a client's request trailer k stays behind:
+// what may not be a header is not sent as a trailer either (backends that
+// merge trailers into headers would take a trailing X-Real-IP as the
+// client address). Undeclared trailers are in r.Trailer too, once the body
+// has been read.
+func dropTrailer(k string) bool {
+	return skipRequestHeader(k) || spoofableAlias(k)
+}
+
+// dropH2CUpgrade removes a client's offer to switch to cleartext HTTP/2
+// (Upgrade: h2c, RFC 7540 3.2), which is for the server the client talks
+// to, never for a backend behind it. Passed on, a backend that accepts it
+// turns the client's connection into an HTTP/2 tunnel to the backend: every
+// further request in it reaches the backend unrouted (any path, whatever
+// the service's path prefix), unlogged, and with forwarding headers of the
+// client's choosing (h2c smuggling). Without it the request is proxied as
+// an ordinary one.
+func dropH2CUpgrade(h http.Header) {
+	if headerHasToken(h["Upgrade"], "h2c") {
+		delete(h, "Upgrade")
+		delete(h, "Http2-Settings")
+	}
 }
 
 // connectionListed reports whether header k is named in the Connection
@@ -594,6 +646,9 @@ func writeBody(bw *bufio.Writer, r *http.Request) error {
 		return err
 	}
 	for k, vv := range r.Trailer {
+		if dropTrailer(k) {
+			continue
+		}
 		for _, v := range vv {
 			writeField(bw, k, v)
 		}

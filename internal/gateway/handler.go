@@ -46,7 +46,7 @@ func (h *handler) route(rw *responseWriter, r *http.Request) {
 		return
 	}
 	rt, _ := h.table.lookup(host, path)
-	if rt == nil {
+	if rt == nil || rt.denied {
 		writeError(rw, r, http.StatusNotFound)
 		return
 	}

@@ -112,10 +112,17 @@ func cleanPrefix(p string) string {
 
 // hasDotDot reports whether a request path has a ".." segment, which a
 // backend could resolve to outside the prefix the request was routed by.
+// So do segments that some backends read as "..": with path parameters
+// ("..;x", Tomcat and Jetty drop what follows the ';') and with a
+// backslash as separator ("..\", Windows servers).
 func hasDotDot(p string) bool {
 	for p != "" {
-		seg, rest, _ := strings.Cut(p, "/")
-		if seg == ".." {
+		i := strings.IndexAny(p, "/\\")
+		seg, rest := p, ""
+		if i >= 0 {
+			seg, rest = p[:i], p[i+1:]
+		}
+		if seg == ".." || strings.HasPrefix(seg, "..;") {
 			return true
 		}
 		p = rest

@@ -86,6 +86,8 @@ func TestHasDotDot(t *testing.T) {
 	for in, want := range map[string]bool{
 		"/": false, "/a/b": false, "/a..b": false, "/..": true, "/a/../b": true, "/a/..": true,
 		"/...": false, "/a/.../b": false, "..": true,
+		"/a/..;/b": true, "/a/..;jsessionid=x/b": true, "/a/..\\b": true, `/a\..\b`: true, "/a;/b": false, "/a/.;/b": false,
+		"/a/..x;/b": false, "/a\\b": false,
 	} {
 		if got := hasDotDot(in); got != want {
 			t.Errorf("hasDotDot(%q) = %v, want %v", in, got, want)
@@ -105,6 +107,8 @@ func TestTableLookup(t *testing.T) {
 		svc("tenants", "/", config.Public, "*.apps.example.org"),
 		svc("tenant-admin", "/admin", config.Private, "*.apps.example.org"),
 		svc("special", "/", config.Public, "special.apps.example.org"),
+		svc("internal", "/internal", config.Private, "example.org"),
+		svc("ops", "/", config.Private, "ops.apps.example.org"),
 	}
 	tests := []struct {
 		name  string
@@ -124,7 +128,17 @@ func TestTableLookup(t *testing.T) {
 		{"public on private", config.Private, "example.org", "/api", "api"},
 		{"wildcard", config.Public, "a.apps.example.org", "/x", "tenants"},
 		{"wildcard two labels", config.Public, "a.b.apps.example.org", "/", ""},
-		{"wildcard private path on public", config.Public, "a.apps.example.org", "/admin", "tenants"},
+		// A private service's paths and names are not served on the
+		// public listener by a public service that would match them
+		// less well.
+		{"wildcard private path on public", config.Public, "a.apps.example.org", "/admin", ""},
+		{"wildcard private path on public, below", config.Public, "a.apps.example.org", "/admin/x", ""},
+		{"beside a wildcard private path on public", config.Public, "a.apps.example.org", "/administrator", "tenants"},
+		{"private path under a public prefix", config.Public, "example.org", "/internal/x", ""},
+		{"private path under a public prefix on private", config.Private, "example.org", "/internal/x", "internal"},
+		{"beside a private path", config.Public, "example.org", "/internals", "site"},
+		{"private name under a public wildcard", config.Public, "ops.apps.example.org", "/", ""},
+		{"private name under a public wildcard on private", config.Private, "ops.apps.example.org", "/", "ops"},
 		{"wildcard private path on private", config.Private, "a.apps.example.org", "/admin/x", "tenant-admin"},
 		{"exact beats wildcard", config.Public, "special.apps.example.org", "/", "special"},
 		{"wildcard behind exact host's paths", config.Private, "special.apps.example.org", "/admin", "special"},
@@ -137,7 +151,7 @@ func TestTableLookup(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, _ := tables[tt.class].lookup(tt.host, tt.path)
 			got := ""
-			if r != nil {
+			if r != nil && !r.denied {
 				got = r.svc.cfg.Name
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
@@ -186,19 +200,23 @@ func FuzzMatchHost(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		h := normalizeHost(in)
 		r, _ := public.lookup(h, "/")
+		// The best match over every service (exact hosts before
+		// wildcards), refused when it is private.
 		var want *service
-		for _, s := range services {
-			if s.cfg.Expose != config.Public {
-				continue
-			}
-			for _, p := range s.cfg.Hosts {
-				if matchHost(p, h) && want == nil {
-					want = s
+		for _, wild := range []bool{false, true} {
+			for _, s := range services {
+				for _, p := range s.cfg.Hosts {
+					if strings.HasPrefix(p, "*.") == wild && matchHost(p, h) && want == nil {
+						want = s
+					}
 				}
 			}
 		}
+		if want != nil && want.cfg.Expose != config.Public {
+			want = nil
+		}
 		var got *service
-		if r != nil {
+		if r != nil && !r.denied {
 			got = r.svc
 		}
 		if got != want {

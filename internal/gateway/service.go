@@ -35,10 +35,12 @@ type service struct {
 	passthrough bool                            // TLS goes to the backend undecrypted; HTTP only redirects
 	observe     func(code int, d time.Duration) // passive health; nil: none
 	fed         bool                            // active health comes through SetBackendHealth
+	bodyIdle    time.Duration                   // a request body silent this long fails (limits.idle_timeout)
 }
 
 func (g *Gateway) newService(sc *config.Service, lim config.Limits, opts Options) (*service, error) {
-	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, export: g.export, echo: sc.Echo}
+	s := &service{cfg: sc, log: opts.Log.With("service", sc.Name), metrics: opts.Metrics, export: g.export, echo: sc.Echo,
+		bodyIdle: lim.IdleTimeout}
 	if opts.Observe != nil {
 		s.observe = opts.Observe(sc.Name)
 	}
@@ -88,6 +90,7 @@ func (s *service) serve(rw *responseWriter, r *http.Request) {
 			return
 		}
 		rw.backend = b
+		limitBodyIdle(rw, r, s.bodyIdle)
 		b.serve(rw, r)
 	}
 }
@@ -242,6 +245,9 @@ func newBackend(s *service, u *url.URL, tlsConf *tls.Config, lim config.Limits, 
 // serve proxies r to b: over the lean HTTP/1.1 path when it applies, else
 // through ReverseProxy.
 func (b *backend) serve(rw *responseWriter, r *http.Request) {
+	if r.Header["Upgrade"] != nil {
+		dropH2CUpgrade(r.Header)
+	}
 	if b.useLean(r) {
 		b.serveLean(rw, r)
 		return
@@ -256,6 +262,11 @@ func (b *backend) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = b.url.Scheme
 	pr.Out.URL.Host = b.url.Host
 	setForwarded(pr.Out.Header, pr.In)
+	for k := range pr.Out.Trailer {
+		if dropTrailer(k) {
+			delete(pr.Out.Trailer, k)
+		}
+	}
 }
 
 // spoofable are headers through which clients claim an address; backends
@@ -269,6 +280,11 @@ var spoofable = []string{"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Server", 
 func setForwarded(h http.Header, in *http.Request) {
 	for _, k := range spoofable {
 		delete(h, k)
+	}
+	for k := range h {
+		if spoofableAlias(k) {
+			delete(h, k)
+		}
 	}
 	ip, proto, host := forwardedFields(in)
 	vals := make([]string, 5) // one allocation for every value
@@ -344,6 +360,15 @@ func (b *backend) proxyError(w http.ResponseWriter, out *http.Request, err error
 		return
 	}
 	in := rw.req
+	if clientBodyFailed(in, err) {
+		// The client's body stalled or broke off (which cancels the
+		// request's context too): not the backend's fault.
+		b.log.Debug("client request body failed", "error", err)
+		if rw.status == 0 && !rw.hijacked {
+			writeError(rw, in, http.StatusBadRequest)
+		}
+		return
+	}
 	if in.Context().Err() != nil {
 		b.log.Debug("client went away", "error", err)
 		return

@@ -78,9 +78,11 @@ type Options struct {
 	// ClientHello (default 1s). Then the connection is forwarded with what
 	// arrived and without TLVs: peeking never drops a connection.
 	PeekTimeout time.Duration
-	// MaxConnsPerSource limits concurrent TCP connections per client IP
-	// address, over all routes (default 256). Further connections are
-	// closed at once and counted.
+	// MaxConnsPerSource limits concurrent TCP connections per client IPv4
+	// address or IPv6 /64, over all routes (default 256). Further
+	// connections are closed at once and counted. It bounds the UDP flows
+	// of one such source on each route too (a client can send from any
+	// number of ports): datagrams of further flows are dropped and counted.
 	MaxConnsPerSource int
 	// UDPFlowTimeout ends a UDP flow without datagrams in either direction
 	// for this long (default 60s).
@@ -152,7 +154,8 @@ type Relay struct {
 	probes      sync.WaitGroup
 	probeTarget map[string]bool
 
-	wg sync.WaitGroup // accept loops, handlers, UDP loops and flows
+	wg    sync.WaitGroup // accept loops, handlers, UDP loops and flows
+	bound chan struct{}  // closed once Run has bound every route
 }
 
 const (
@@ -180,6 +183,7 @@ func New(opts Options) (*Relay, error) {
 		metrics: opts.Metrics,
 		tcp:     make(map[listenerKey]*tcpListener),
 		udp:     make(map[listenerKey]*udpListener),
+		bound:   make(chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -312,6 +316,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.startProbes(r.cfg)
 	grace := r.cfg.opts.GracePeriod
 	r.mu.Unlock()
+	close(r.bound)
 
 	sweepDone := make(chan struct{})
 	stopSweep := make(chan struct{})
@@ -375,6 +380,10 @@ func (r *Relay) Update(opts Options) error {
 	r.cfg = cfg
 	return nil
 }
+
+// Bound is closed once Run has bound every route: from then on the relay
+// forwards. If Run fails to bind, it returns its error and Bound stays open.
+func (r *Relay) Bound() <-chan struct{} { return r.bound }
 
 // Addr returns the bound address of the named route's listener, or nil if
 // the route is unknown or not bound (before Run, after it returned).

@@ -70,6 +70,7 @@ func (r *Relay) serveTCP(l *tcpListener) {
 type tcpConn struct {
 	rc      *routeConf
 	src     netip.Addr
+	key     netip.Addr // src's source for MaxConnsPerSource
 	client  *net.TCPConn
 	gw      atomic.Pointer[net.TCPConn]
 	aborted atomic.Bool // closed on purpose (idle, shutdown): errors are not resets
@@ -262,16 +263,18 @@ func (t *connTable) init() {
 	t.set = make(map[*tcpConn]struct{})
 }
 
-// add registers a connection from src, or returns nil if src is at its limit.
+// add registers a connection from src, or returns nil if src's source (see
+// sourceOf) is at its limit.
 func (t *connTable) add(src netip.Addr, rc *routeConf, client *net.TCPConn) *tcpConn {
+	key := sourceOf(src)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := t.perSource[src]
+	n := t.perSource[key]
 	if n >= rc.cfg.opts.MaxConnsPerSource {
 		return nil
 	}
-	t.perSource[src] = n + 1
-	c := &tcpConn{rc: rc, src: src, client: client}
+	t.perSource[key] = n + 1
+	c := &tcpConn{rc: rc, src: src, key: key, client: client}
 	t.set[c] = struct{}{}
 	return c
 }
@@ -280,11 +283,24 @@ func (t *connTable) remove(c *tcpConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.set, c)
-	if n := t.perSource[c.src]; n <= 1 {
-		delete(t.perSource, c.src)
+	if n := t.perSource[c.key]; n <= 1 {
+		delete(t.perSource, c.key)
 	} else {
-		t.perSource[c.src] = n - 1
+		t.perSource[c.key] = n - 1
 	}
+}
+
+// sourceOf is what MaxConnsPerSource counts by: an IPv4 address, or the
+// /64 of an IPv6 address. One IPv6 host usually holds a whole /64 (a VPS
+// gets one, and so does a home line) and can connect from any address in
+// it: counted per address, its limit would be 2^64 times too high.
+func sourceOf(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.WithZone("").Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 func (t *connTable) count() int {

@@ -25,10 +25,11 @@ type udpListener struct {
 	local netip.AddrPort
 	route atomic.Pointer[routeConf]
 
-	mu     sync.Mutex
-	flows  map[netip.AddrPort]*flow
-	closed bool
-	done   chan struct{}
+	mu        sync.Mutex
+	flows     map[netip.AddrPort]*flow
+	perSource map[netip.Addr]int // flows by sourceOf(client), for MaxConnsPerSource
+	closed    bool
+	done      chan struct{}
 }
 
 // flow is one client address and port with its own socket to the gateway.
@@ -48,10 +49,11 @@ func (r *Relay) listenUDP(rc *routeConf) (*udpListener, error) {
 		return nil, err
 	}
 	return &udpListener{
-		ln:    ln,
-		local: proxyproto.AddrPortOf(ln.LocalAddr()),
-		flows: make(map[netip.AddrPort]*flow),
-		done:  make(chan struct{}),
+		ln:        ln,
+		local:     proxyproto.AddrPortOf(ln.LocalAddr()),
+		flows:     make(map[netip.AddrPort]*flow),
+		perSource: make(map[netip.Addr]int),
+		done:      make(chan struct{}),
 	}, nil
 }
 
@@ -69,6 +71,17 @@ func (l *udpListener) close() {
 		f.conn.Close()
 		f.rc.m.flows.Dec()
 		delete(l.flows, k)
+	}
+	clear(l.perSource)
+}
+
+// forget uncounts f from its source. l.mu is held.
+func (l *udpListener) forget(f *flow) {
+	key := sourceOf(f.client.Addr())
+	if n := l.perSource[key]; n <= 1 {
+		delete(l.perSource, key)
+	} else {
+		l.perSource[key] = n - 1
 	}
 }
 
@@ -115,6 +128,16 @@ func (r *Relay) flowFor(l *udpListener, src netip.AddrPort) *flow {
 		return nil
 	}
 	rc := l.route.Load()
+	// One client, from as many ports as it likes, must not take the
+	// flows of everyone else.
+	key := sourceOf(src.Addr())
+	if l.perSource[key] >= rc.cfg.opts.MaxConnsPerSource {
+		rc.m.refused.Inc()
+		rc.m.err(ReasonSourceLimit)
+		r.logFor(src.Addr(), "relay: too many UDP flows from one address, dropping a datagram of a new flow",
+			"route", rc.Name, "client", src, "limit", rc.cfg.opts.MaxConnsPerSource)
+		return nil
+	}
 	if len(l.flows) >= rc.cfg.opts.UDPMaxFlows {
 		rc.m.refused.Inc()
 		rc.m.err(ReasonFlowLimit)
@@ -133,6 +156,7 @@ func (r *Relay) flowFor(l *udpListener, src netip.AddrPort) *flow {
 	h := proxyproto.Header{Command: proxyproto.Proxy, Transport: proxyproto.UDP, Source: src, Destination: l.local}
 	f := &flow{l: l, rc: rc, client: src, conn: c.(*net.UDPConn), hdr: h.AppendV2(nil)}
 	l.flows[src] = f
+	l.perSource[key]++
 	rc.m.forwarded.Inc()
 	rc.m.flows.Inc()
 	r.wg.Add(1)
@@ -195,6 +219,7 @@ func (r *Relay) expireFlows(l *udpListener) {
 					f.conn.Close()
 					f.rc.m.flows.Dec()
 					delete(l.flows, k)
+					l.forget(f)
 				}
 			}
 			l.mu.Unlock()

@@ -161,6 +161,25 @@ func TestUDPFlowLimit(t *testing.T) {
 	udpRoundTrip(t, a, "a still")
 }
 
+// TestUDPSourceLimit: one client address, sending from many ports, gets at
+// most MaxConnsPerSource flows; other clients still get theirs.
+func TestUDPSourceLimit(t *testing.T) {
+	gw := newUDPGateway(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	r := startRelay(t, Options{Metrics: m, MaxConnsPerSource: 2, UDPMaxFlows: 3, Routes: []Route{
+		{Name: "wg", Proto: "udp", Listen: "127.0.0.1:0", Target: gw.conn.LocalAddr().String()},
+	}})
+	a1 := udpClient(t, "127.0.0.95", r.Addr("wg"))
+	a2 := udpClient(t, "127.0.0.95", r.Addr("wg"))
+	udpRoundTrip(t, a1, "a1")
+	udpRoundTrip(t, a2, "a2")
+	a3 := udpClient(t, "127.0.0.95", r.Addr("wg"))
+	a3.Write([]byte("a3"))
+	eventually(t, "the drop to be counted", func() bool { return counter(m.errors.WithLabelValues("wg", ReasonSourceLimit)) == 1 })
+	udpRoundTrip(t, udpClient(t, "127.0.0.96", r.Addr("wg")), "another client")
+	udpRoundTrip(t, a1, "a1 still")
+}
+
 // TestProbe: Probe sends a LOCAL header and a HEAD request and accepts any
 // HTTP answer; Run exports the result as labgate_relay_gateway_up.
 func TestProbe(t *testing.T) {

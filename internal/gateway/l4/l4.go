@@ -163,7 +163,11 @@ type Router struct {
 	flows  map[*flow]struct{}
 	wg     sync.WaitGroup
 
-	passthrough [2]map[string]*config.Service // per class: exact hosts and "*.parent" wildcards
+	// passthrough per class: exact hosts and "*.parent" wildcards. The
+	// public map holds private services too, which it refuses (see
+	// passthroughFor); hasPublicPassthrough says whether any is public.
+	passthrough          [2]map[string]*config.Service
+	hasPublicPassthrough bool
 
 	udpState
 }
@@ -213,10 +217,10 @@ func New(cfg *config.Config, opts Options) (*Router, error) {
 	r.initUDP(cfg, opts)
 	for _, s := range cfg.Services {
 		if s.Passthrough != nil {
+			if s.Expose == config.Public {
+				r.hasPublicPassthrough = true
+			}
 			for _, class := range []config.Class{config.Private, config.Public} {
-				if class == config.Public && s.Expose != config.Public {
-					continue
-				}
 				if r.passthrough[class] == nil {
 					r.passthrough[class] = map[string]*config.Service{}
 				}
@@ -276,23 +280,31 @@ func (r *Router) Handle(l Listener, c net.Conn) {
 // class: only then do the HTTPS listeners of that class need to read the
 // ClientHello before the TLS handshake.
 func (r *Router) HasPassthrough(class config.Class) bool {
+	if class == config.Public {
+		return r.hasPublicPassthrough
+	}
 	return len(r.passthrough[class]) > 0
 }
 
 // passthroughFor returns the passthrough service of class whose hosts match
-// serverName (lower case): exactly, else by a one-label wildcard.
+// serverName (lower case): exactly, else by a one-label wildcard. On a
+// public listener the best match must be public: a private service's name
+// is not forwarded to a public wildcard's backend either.
 func (r *Router) passthroughFor(class config.Class, serverName string) *config.Service {
 	m := r.passthrough[class]
 	if m == nil || serverName == "" {
 		return nil
 	}
-	if s, ok := m[serverName]; ok {
-		return s
+	s, ok := m[serverName]
+	if !ok {
+		if _, parent, found := strings.Cut(serverName, "."); found && parent != "" {
+			s = m["*."+parent]
+		}
 	}
-	if _, parent, ok := strings.Cut(serverName, "."); ok && parent != "" {
-		return m["*."+parent]
+	if s != nil && class == config.Public && s.Expose != config.Public {
+		return nil
 	}
-	return nil
+	return s
 }
 
 // HandleTLS serves a connection that arrived on the HTTPS listener l when

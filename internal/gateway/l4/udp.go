@@ -260,10 +260,10 @@ func (r *Router) initUDP(cfg *config.Config, opts Options) {
 		r.maxFlows = DefaultMaxUDPFlows
 	}
 	if p := cfg.Gateway.Public; p != nil {
-		r.trusted = p.TrustedRelays
+		r.trusted = unmapPrefixes(p.TrustedRelays)
 	}
 	if p := cfg.Gateway.Private; p != nil {
-		r.allow = p.Allow
+		r.allow = unmapPrefixes(p.Allow)
 	}
 	r.udpRoutes = map[routeKey]*udpRoute{}
 	for _, s := range cfg.Services {
@@ -414,6 +414,20 @@ func (r *Router) flowDone() {
 	r.mu.Unlock()
 	r.releaseUDPIfIdle()
 	r.udpWG.Done()
+}
+
+// unmapPrefixes turns IPv4-mapped prefixes (::ffff:100.90.0.1/128) into
+// the IPv4 ones they mean, as listen.Policy does for TCP: datagram sources
+// are unmapped, and would match neither form otherwise.
+func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 func (r *Router) trustedRelay(a netip.Addr) bool {
