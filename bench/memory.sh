@@ -7,6 +7,8 @@
 #
 # It prints, in MiB, from /proc/PID/status:
 #   VmRSS  resident memory at that moment
+#   RssAnon, RssFile  VmRSS split: labgate's own memory (heap, stacks), and pages of
+#          the binary and of mapped files (history.db), which the kernel can drop
 #   VmHWM  the highest resident memory since labgate started ("high water mark")
 # at three points:
 #   idle          SETTLE seconds after labgate listens, no request served yet
@@ -29,11 +31,16 @@ SETTLE=${SETTLE:-2}
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # KiB → MiB
 
-# row LABEL PEAK_RSS_KIB: one table row with labgate's VmRSS and VmHWM now.
+# row LABEL PEAK_RSS_KIB: one table row with labgate's VmRSS and VmHWM now,
+# and VmRSS split into RssAnon (heap, stacks: labgate's own memory) and
+# RssFile (pages of the binary and of mapped files such as history.db, which
+# the kernel can drop and read again under memory pressure).
 row() {
-  local rss hwm
+  local rss hwm anon file
   read -r rss hwm < <(proc_mem "$LABGATE_PID")
-  printf '| %s | %s | %s | %s |\n' "$1" "$(mib "$rss")" "$(mib "$hwm")" "${2:+$(mib "$2")}"
+  anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$LABGATE_PID/status")
+  file=$(awk '/^RssFile:/ {print $2}' "/proc/$LABGATE_PID/status")
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(mib "$rss")" "$(mib "$anon")" "$(mib "$file")" "$(mib "$hwm")" "${2:+$(mib "$2")}"
 }
 
 # load URL: wrk for DURATION s while sampling VmRSS; prints the peak (KiB).
@@ -81,8 +88,8 @@ main() {
   table=$(
     echo "## labgate memory, $SERVICES services, LABGATE_GOMAXPROCS=${LABGATE_GOMAXPROCS:-unset}, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "| when | VmRSS MiB | VmHWM MiB | peak VmRSS during load MiB |"
-    echo "|---|---:|---:|---:|"
+    echo "| when | VmRSS MiB | RssAnon MiB | RssFile MiB | VmHWM MiB | peak VmRSS during load MiB |"
+    echo "|---|---:|---:|---:|---:|---:|"
     echo "$idle"
     echo "$after_http"
     row "after ${DURATION}s private TLS (wrk -c${CONNS:-64})" "$tls_peak"
