@@ -351,8 +351,11 @@ func TestClassEnforcement(t *testing.T) {
 		{"private service privately", priv, "https://vault.lab.test/", nil, 200, "vault"},
 		{"public service privately", priv, "https://www.lab.test/", nil, 200, "www"},
 		{"public service publicly", pub, "https://www.lab.test/", nil, 200, "www"},
-		{"private service publicly", pub, "https://vault.lab.test/", nil, 404, ""},
-		{"unknown host", priv, "https://nope.lab.test/", nil, 0, ""}, // no certificate for it
+		// No certificate for a private name on a public listener, as for a
+		// name labgate does not know: a stranger learns nothing from it.
+		{"private service publicly", pub, "https://vault.lab.test/", nil, 0, ""},
+		{"unknown host", priv, "https://nope.lab.test/", nil, 0, ""},
+		{"unknown host publicly", pub, "https://nope.lab.test/", nil, 0, ""},
 		{"SNI public, Host private", pub, "https://www.lab.test/", []string{"Host", "vault.lab.test"}, 421, ""},
 		{"SNI and Host differ privately", priv, "https://www.lab.test/", []string{"Host", "vault.lab.test"}, 421, ""},
 	}
@@ -367,6 +370,17 @@ func TestClassEnforcement(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a private name fails the handshake like an unknown one", func(t *testing.T) {
+		var errs []string
+		for _, name := range []string{"vault.lab.test", "nope.lab.test"} {
+			_, _, body := get(t, pub, "https://"+name+"/")
+			errs = append(errs, strings.ReplaceAll(body, name, "NAME"))
+		}
+		if errs[0] != errs[1] {
+			t.Errorf("a private name and an unknown one are told apart:\n%s\n%s", errs[0], errs[1])
+		}
+	})
 
 	t.Run("absolute-form URI naming the private service", func(t *testing.T) {
 		conn, err := net.Dial("tcp", l.addr(pubHTTP))

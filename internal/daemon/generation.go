@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,9 +149,13 @@ func (d *Daemon) build(cfg *config.Config) (*generation, error) {
 			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 		}
 		if useTLS {
-			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return source.GetCertificate(h)
-			}}
+			// source is set once the listeners are bound (ACME): read it at
+			// the handshake.
+			getCert := func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return source.GetCertificate(h) }
+			if class == config.Public {
+				getCert = publicCertificates(gw, statusHost(cfg), getCert)
+			}
+			s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}
 			if cfg.TLS.ACME != nil {
 				s.srv.TLSConfig.NextProtos = []string{"h2", "http/1.1", certs.ACMETLS1}
 			}
@@ -459,4 +464,19 @@ func httpsPorts(cfg *config.Config) map[config.Class]int {
 		}
 	}
 	return ports
+}
+
+// publicCertificates is get for a public listener, except that it has no
+// certificate for a name no public service answers: a stranger probing the
+// relay with private names (or the private wildcard's) gets the handshake
+// failure an unknown name gets, not a certificate that says the name
+// exists. TLS-ALPN-01 challenges go to get whatever their name.
+func publicCertificates(gw *gateway.Gateway, statusHost string, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		name := strings.ToLower(strings.TrimSuffix(h.ServerName, "."))
+		if name != "" && name != statusHost && !gw.Serves(config.Public, name) && !slices.Contains(h.SupportedProtos, certs.ACMETLS1) {
+			return nil, fmt.Errorf("no certificate for %q on a public listener", h.ServerName)
+		}
+		return get(h)
+	}
 }

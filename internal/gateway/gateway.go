@@ -109,6 +109,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	return g, nil
 }
 
+// Serves reports whether listeners of class serve any service at host (a
+// TLS server name or a Host header): on public listeners, false for the
+// names of private services, so that a stranger probing names gets no
+// certificate that tells a private name exists.
+func (g *Gateway) Serves(class config.Class, host string) bool {
+	return g.https[class&1].table.serves(normalizeHost(host))
+}
+
 // Handler serves HTTPS listeners of class, and plain-HTTP services that set
 // allow_http.
 func (g *Gateway) Handler(class config.Class) http.Handler { return g.https[class&1] }
@@ -237,6 +245,31 @@ func cutWildcard(h string) (string, bool) {
 		return h[2:], true
 	}
 	return "", false
+}
+
+// serves reports whether some request to host (normalized) is answered by
+// a service of the table rather than refused: a host whose every route is
+// denied (a private service's, in the public table) is served nothing.
+// It errs toward true where a path could decide either way.
+func (t *table) serves(host string) bool {
+	catchAll := false // an exact route for "/" hides the wildcards
+	for _, r := range t.exact[host] {
+		if !r.denied {
+			return true
+		}
+		catchAll = catchAll || r.prefix == ""
+	}
+	if catchAll {
+		return false
+	}
+	if k := wildcardKey(host); k != "" {
+		for _, r := range t.wild[k] {
+			if !r.denied {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lookup finds the route for a normalized host and a request path: exact

@@ -227,3 +227,40 @@ func FuzzMatchHost(f *testing.F) {
 		}
 	})
 }
+
+// TestTableServes: which names public listeners present a certificate for.
+func TestTableServes(t *testing.T) {
+	svc := func(name, path string, expose config.Class, hosts ...string) *service {
+		return &service{cfg: &config.Service{Name: name, Path: path, Expose: expose, Hosts: hosts}}
+	}
+	services := []*service{
+		svc("site", "/", config.Public, "example.org"),
+		svc("internal", "/internal", config.Private, "example.org"),
+		svc("admin", "/", config.Private, "admin.example.org"),
+		svc("mixed-api", "/api", config.Public, "mixed.example.org"),
+		svc("mixed", "/", config.Private, "mixed.example.org"),
+		svc("tenants", "/", config.Public, "*.apps.example.org"),
+		svc("ops", "/", config.Private, "ops.apps.example.org"),
+		svc("beside", "/admin", config.Private, "beside.apps.example.org"),
+		svc("lan", "/", config.Private, "*.in.example.org"),
+	}
+	pub, priv := newTable(services, config.Public), newTable(services, config.Private)
+	for host, want := range map[string]bool{
+		"example.org":             true,  // public, with a private path
+		"admin.example.org":       false, // private only
+		"mixed.example.org":       true,  // private, but /api is public
+		"a.apps.example.org":      true,  // public wildcard
+		"ops.apps.example.org":    false, // private name under a public wildcard
+		"beside.apps.example.org": true,  // only /admin is private: the wildcard serves the rest
+		"x.in.example.org":        false, // private wildcard
+		"nope.example.org":        false,
+		"":                        false,
+	} {
+		if got := pub.serves(host); got != want {
+			t.Errorf("public serves(%q) = %v, want %v", host, got, want)
+		}
+		if got, want := priv.serves(host), host != "" && host != "nope.example.org"; got != want {
+			t.Errorf("private serves(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
