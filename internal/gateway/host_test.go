@@ -95,10 +95,12 @@ func TestHasDotDot(t *testing.T) {
 	}
 }
 
+// svc is a service of a route table test.
+func svc(name, path string, expose config.Class, hosts ...string) *service {
+	return &service{cfg: &config.Service{Name: name, Path: path, Expose: expose, Hosts: hosts}}
+}
+
 func TestTableLookup(t *testing.T) {
-	svc := func(name, path string, expose config.Class, hosts ...string) *service {
-		return &service{cfg: &config.Service{Name: name, Path: path, Expose: expose, Hosts: hosts}}
-	}
 	services := []*service{
 		svc("site", "/", config.Public, "example.org", "www.example.org"),
 		svc("api", "/api", config.Public, "example.org"),
@@ -230,9 +232,6 @@ func FuzzMatchHost(f *testing.F) {
 
 // TestTableServes: which names public listeners present a certificate for.
 func TestTableServes(t *testing.T) {
-	svc := func(name, path string, expose config.Class, hosts ...string) *service {
-		return &service{cfg: &config.Service{Name: name, Path: path, Expose: expose, Hosts: hosts}}
-	}
 	services := []*service{
 		svc("site", "/", config.Public, "example.org"),
 		svc("internal", "/internal", config.Private, "example.org"),
