@@ -349,6 +349,7 @@ func (s *Syncer) apply(ctx context.Context, rev Revision) error {
 	if err := statefile.WriteFile(filepath.Join(s.opts.Dir, "deployed"), []byte(rev.Commit+"\n"), 0o600); err != nil {
 		s.opts.Log.Warn("cannot record the deployed revision; a restart fetches again", "error", err)
 	}
+	s.keepDeployed(rev.Commit)
 	if m := s.opts.Metrics; m != nil {
 		m.revision.Reset()
 		m.revision.WithLabelValues(rev.Commit).Set(1)
@@ -430,9 +431,13 @@ func (s *Syncer) fetch(ctx context.Context) (plumbing.Hash, error) {
 		}
 		return plumbing.ZeroHash, err
 	}
+	fetched := err == nil // a pack more
 	ref, err := s.repo.Reference(remoteRef, true)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("no branch %q: %w", s.opts.Branch, err)
+	}
+	if fetched {
+		s.compact()
 	}
 	return ref.Hash(), nil
 }
