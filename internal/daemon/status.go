@@ -62,6 +62,7 @@ type statusPage struct {
 	health      func() health.Snapshot
 	dnsStatus   func() dns.Status
 	gitRevision func() string // "" when not following git
+	problems    func() []status.Problem
 	// damaged reports a history.db that Open moved aside (statefiles.go).
 	damaged func(stateDir, aside, lost string)
 
@@ -89,6 +90,7 @@ func newStatusPage(relay *relayPath) *statusPage {
 		health:      func() health.Snapshot { return health.Snapshot{} },
 		dnsStatus:   func() dns.Status { return dns.Status{} },
 		gitRevision: func() string { return "" },
+		problems:    func() []status.Problem { return nil },
 	}
 }
 
@@ -263,6 +265,7 @@ func (sp *statusPage) snapshot() status.Snapshot {
 	for _, s := range b.Services {
 		snap.Services = append(snap.Services, s.Service)
 	}
+	snap.Problems = sp.problems()
 	return snap
 }
 
