@@ -81,6 +81,7 @@ type Daemon struct {
 	dns      *dnsRunner // DNS records and the embedded DNS server; outlive generations
 	status   *statusPage
 	checks   *checks // health monitor and alerts; outlive generations (health.go)
+
 	problems *openProblems // of no one service, for the status page (openproblems.go)
 
 	mu   sync.Mutex // serialises reloads
