@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/labgate/labgate/internal/health"
 	"github.com/labgate/labgate/internal/statefile"
 	"github.com/labgate/labgate/internal/status"
 )
@@ -24,6 +25,11 @@ import (
 // internal CA and ACME storage with every generation), and the copies of
 // damaged files that earlier runs moved aside are found again in
 // state_dir (seedStateProblems).
+//
+// The broken relay path is the one incident of no one service that is not
+// raised: the alert manager derives it from the health monitor's snapshot,
+// and relayProblem derives it from the same snapshot, by the same rule, for
+// the page.
 
 // problemKinds are the values of labgate_problems' kind label: the part of
 // a cause before its first slash. Any other is counted as "other".
@@ -220,4 +226,49 @@ func asideTime(suffix string) time.Time {
 		return time.Time{}
 	}
 	return t
+}
+
+// causeRelay is the cause of the broken relay path, as the alert manager
+// names its incident (alert.CauseRelay).
+const causeRelay = "relay"
+
+// relayProblem is the broken relay path as the alert manager sees it in
+// hs: the relay check is down, or services fail from outside because of
+// it (their cause is health.CauseRelay).
+func relayProblem(hs health.Snapshot) (status.Problem, bool) {
+	var cutOff []string
+	var since time.Time
+	for _, s := range hs.Services {
+		if (s.State == health.Down || s.State == health.Degraded) && s.Cause == health.CauseRelay {
+			cutOff = append(cutOff, s.Name)
+			if since.IsZero() || s.Since.Before(since) {
+				since = s.Since
+			}
+		}
+	}
+	relayDown := hs.Relay != nil && hs.Relay.State == health.Down
+	if !relayDown && len(cutOff) == 0 {
+		return status.Problem{}, false
+	}
+	slices.Sort(cutOff)
+	title := "relay path broken"
+	if len(cutOff) > 0 {
+		title += ": cuts off " + strings.Join(cutOff, ", ")
+	}
+	var lines []string
+	if hs.Relay != nil {
+		if !hs.Relay.FailingSince.IsZero() && (since.IsZero() || hs.Relay.FailingSince.Before(since)) {
+			since = hs.Relay.FailingSince
+		}
+		if hs.Relay.LastError != "" {
+			lines = append(lines, hs.Relay.LastError)
+		}
+	}
+	lines = append(lines, "Public services cannot be reached from the internet; inside the lab they still answer. "+
+		"Check that the VPN between this gateway and the relay is up (ping the relay's VPN address from here), "+
+		"that labgate relay runs on the VPS (its log says why it refuses connections), and the relay path below.")
+	if since.IsZero() {
+		since = hs.Time
+	}
+	return status.Problem{Cause: causeRelay, Title: title, Detail: strings.Join(lines, "\n"), Since: since, Changed: since}, true
 }

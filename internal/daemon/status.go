@@ -260,12 +260,16 @@ func (sp *statusPage) sample(ctx context.Context, st *history.Store, log *slog.L
 
 // snapshot is the status.Source: what is known now.
 func (sp *statusPage) snapshot() status.Snapshot {
-	b := sp.build(sp.health())
+	hs := sp.health()
+	b := sp.build(hs)
 	snap := b.Snapshot
 	for _, s := range b.Services {
 		snap.Services = append(snap.Services, s.Service)
 	}
 	snap.Problems = sp.problems()
+	if p, ok := relayProblem(hs); ok { // openproblems.go
+		snap.Problems = append([]status.Problem{p}, snap.Problems...)
+	}
 	return snap
 }
 
