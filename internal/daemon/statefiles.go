@@ -45,7 +45,7 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 	d.RaiseAlert(causeStatePrefix+filepath.ToSlash(rel),
 		"state_dir/"+file+" was damaged: moved aside, started afresh",
 		lost+"\nlabgate serves on. The damaged copy is kept at "+aside+
-			" for you to inspect or delete; this alert ends once it is gone from state_dir.")
+			" for you to inspect or delete; this problem ends once it is gone from state_dir.")
 }
 
 // clearStateAlerts ends the alerts of damaged files whose copy is no
