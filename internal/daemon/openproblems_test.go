@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/statefile/damage"
 	"github.com/labgate/labgate/internal/status"
@@ -178,5 +180,56 @@ status:`, 1))
 	}
 	if m := scrape(t, adm); !strings.Contains(m, `labgate_problems{kind="state"} 0`+"\n") {
 		t.Errorf("metrics: %s", grep(m, "labgate_problems"))
+	}
+}
+
+// Raising again keeps the start and records a change of the text; the
+// gauge counts by kind, any unknown prefix as "other".
+func TestOpenProblems(t *testing.T) {
+	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	p := newOpenProblems(reg, func() time.Time { return now })
+	if !p.raise("dns", "DNS records of lab.test not reconciled", "timeout") {
+		t.Error("a new problem was not new")
+	}
+	now = now.Add(time.Minute)
+	p.raise("dns", "DNS records of lab.test not reconciled", "timeout")
+	if got := p.list(); len(got) != 1 || !got[0].Changed.Equal(got[0].Since) {
+		t.Errorf("the same text again changed it: %+v", got)
+	}
+	now = now.Add(time.Minute)
+	if p.raise("dns", "DNS records of lab.test not reconciled", "refused") {
+		t.Error("an open problem was raised as new")
+	}
+	p.raiseSince("state/x.damaged-20261125T120000Z", "x", "y", asideTime("20261125T120000Z"))
+	p.raise("wireguard/wg0", "a", "b")
+	got := p.list()
+	if len(got) != 3 || got[0].Cause != "state/x.damaged-20261125T120000Z" || !got[0].Since.Equal(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) {
+		t.Fatalf("list %+v", got)
+	}
+	if d := got[1]; d.Cause != "dns" || d.Detail != "refused" || !d.Since.Equal(now.Add(-2*time.Minute)) || !d.Changed.Equal(now) {
+		t.Errorf("dns %+v", d)
+	}
+	count := func() string {
+		var b strings.Builder
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				fmt.Fprintf(&b, "%s=%v ", m.GetLabel()[0].GetValue(), m.GetGauge().GetValue())
+			}
+		}
+		return b.String()
+	}
+	if c := count(); c != "cert=0 dns=1 other=1 state=1 " {
+		t.Errorf("gauge %s", c)
+	}
+	p.clear("dns")
+	p.clear("wireguard/wg0")
+	p.clear("nothing")
+	if c := count(); c != "cert=0 dns=0 state=1 " {
+		t.Errorf("gauge after clearing %s", c)
+	}
+	if !asideTime("2026").IsZero() || !asideTime("2026112xT120000Z").IsZero() {
+		t.Error("a name without a time has one")
 	}
 }
