@@ -82,6 +82,8 @@ type Daemon struct {
 	status   *statusPage
 	checks   *checks // health monitor and alerts; outlive generations (health.go)
 
+	problems *openProblems // of no one service, for the status page (openproblems.go)
+
 	mu   sync.Mutex // serialises reloads
 	cur  *generation
 	gens int
@@ -112,6 +114,8 @@ func New(opts Options) *Daemon {
 	d.speed = &relayPath{metrics: speedtest.NewMetrics(reg)}
 	d.dns = newDNSRunner(reg, d.dnsEvent)
 	d.status = newStatusPage(d.speed)
+	d.problems = newOpenProblems(reg, time.Now)
+	d.status.problems = d.problems.list
 	d.status.health, d.status.dnsStatus, d.status.gitRevision = d.Health, d.dns.status, d.gitRevision
 	d.status.damaged, d.speed.damaged = d.stateDamaged, d.stateDamaged
 	return d
@@ -245,6 +249,9 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.updateChecks(cfg)
 	d.clearStaleCertAlerts(cfg)
 	d.clearStateAlerts(cfg.StateDir)
+	if d.gens == 1 {
+		d.seedStateProblems(cfg.StateDir) // openproblems.go
+	}
 	if d.gens > 1 {
 		d.metrics.reloads.WithLabelValues("success").Inc()
 	}

@@ -46,6 +46,7 @@ func (d *Daemon) startChecks(ctx context.Context) {
 	})
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.wg.Go(func() { _ = c.mon.Run(c.ctx) })
+	c.wg.Go(func() { d.watchStateAlerts(c.ctx) }) // with or without receivers: the status page shows them
 	d.checks = c
 }
 
@@ -80,7 +81,6 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 		if aside := mgr.Damaged(); aside != "" {
 			d.stateDamaged(cfg.StateDir, aside, "The alert state was damaged: its open incidents, their reminders and the notices not yet delivered are lost.")
 		}
-		c.wg.Go(func() { d.watchStateAlerts(c.ctx, cfg.StateDir) })
 		// DNS alerts of a previous run: settled by the reconciler's first
 		// outcome, which reports itself; when alerts open after it (added
 		// to the file later), by what it found.
@@ -160,8 +160,16 @@ func (d *Daemon) observe() func(string) func(int, time.Duration) {
 // alerting.notify: cause names it ("cert/vault.example.org" when a renewal
 // failed, "dns" when a reconcile did), title and detail say what is wrong.
 // Raising it again changes nothing; it lasts, across restarts, until
-// ClearAlert(cause). Without receivers it is only logged.
+// ClearAlert(cause). Without receivers it is only logged. Either way the
+// admin status page shows it while it lasts (openproblems.go).
 func (d *Daemon) RaiseAlert(cause, title, detail string) {
+	d.raiseAlertSince(time.Time{}, cause, title, detail)
+}
+
+// raiseAlertSince is RaiseAlert of a problem that began at since (zero:
+// now), as the status page tells it (openproblems.go).
+func (d *Daemon) raiseAlertSince(since time.Time, cause, title, detail string) {
+	d.problems.raiseSince(cause, title, detail, since)
 	a := d.Alerts()
 	if a == nil {
 		d.log.Warn("problem (no alert receivers configured)", "cause", cause, "title", title, "detail", detail)
@@ -174,6 +182,7 @@ func (d *Daemon) RaiseAlert(cause, title, detail string) {
 
 // ClearAlert resolves what RaiseAlert(cause) opened, if anything.
 func (d *Daemon) ClearAlert(cause string) {
+	d.problems.clear(cause)
 	if a := d.Alerts(); a != nil {
 		if err := a.Clear(cause); err != nil {
 			d.log.Error("alert state not saved", "cause", cause, "error", err)

@@ -180,12 +180,20 @@ alerts:
 	if err := json.Unmarshal([]byte(body), &api); err != nil || api.Relay == nil || api.Relay.State != "down" || !strings.Contains(api.Relay.Cause, "relay check") {
 		t.Errorf("relay on the status API: %v %.400s", err, body)
 	}
+	// And among its problems, as the alert tells it (openproblems.go).
+	if p, ok := apiProblems(t, l.addr(admin)); !ok ||
+		p[causeRelay].Title != h.messages()[0].Title || !strings.Contains(p[causeRelay].Detail, "VPN") {
+		t.Errorf("the status API's problems %+v, want the relay path's as alerted (%q)", p, h.messages()[0].Title)
+	}
 	r.start()
 	waitLong(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
 	waitFor(t, "blog and wiki up again", func() bool {
 		return state("blog").State == health.Up && state("wiki").State == health.Up
 	})
 
+	if p, _ := apiProblems(t, l.addr(admin)); len(p) != 0 {
+		t.Errorf("problems once the relay path is back: %+v", p)
+	}
 	if got := h.summary(); got != "firing:relay resolved:relay" {
 		t.Fatalf("received %s, want one grouped alert and its resolve", got)
 	}

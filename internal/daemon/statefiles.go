@@ -45,21 +45,13 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 	d.RaiseAlert(causeStatePrefix+filepath.ToSlash(rel),
 		"state_dir/"+file+" was damaged: moved aside, started afresh",
 		lost+"\nlabgate serves on. The damaged copy is kept at "+aside+
-			" for you to inspect or delete; this alert ends once it is gone from state_dir.")
+			" for you to inspect or delete; this problem ends once it is gone from state_dir.")
 }
 
 // clearStateAlerts ends the alerts of damaged files whose copy is no
 // longer in stateDir.
 func (d *Daemon) clearStateAlerts(stateDir string) {
-	a := d.Alerts()
-	if a == nil {
-		return
-	}
-	open, err := a.Incidents()
-	if err != nil {
-		return
-	}
-	for cause := range open {
+	for cause := range d.openCauses() {
 		rel, ok := strings.CutPrefix(cause, causeStatePrefix)
 		if !ok {
 			continue
@@ -74,13 +66,15 @@ func (d *Daemon) clearStateAlerts(stateDir string) {
 	}
 }
 
-// watchStateAlerts runs clearStateAlerts every stateCheckEvery until ctx
-// is done.
-func (d *Daemon) watchStateAlerts(ctx context.Context, stateDir string) {
+// watchStateAlerts runs clearStateAlerts on the state_dir of the config
+// that serves every stateCheckEvery until ctx is done.
+func (d *Daemon) watchStateAlerts(ctx context.Context) {
 	t := time.NewTicker(stateCheckEvery)
 	defer t.Stop()
 	for {
-		d.clearStateAlerts(stateDir)
+		if cfg := d.status.cfg.Load(); cfg != nil {
+			d.clearStateAlerts(cfg.StateDir)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -103,12 +97,8 @@ const causeCA = "state/ca"
 func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	ca, err := d.ca(cfg.StateDir)
 	if err == nil {
-		if a := d.Alerts(); a != nil {
-			if open, err := a.Incidents(); err == nil {
-				if _, ok := open[causeCA]; ok {
-					d.ClearAlert(causeCA)
-				}
-			}
+		if d.openCauses()[causeCA] {
+			d.ClearAlert(causeCA)
 		}
 		return ca.Issuer(certNames(cfg))
 	}
@@ -149,15 +139,7 @@ func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage
 		d.RaiseAlert(cause, "state_dir/"+filepath.ToSlash(rel)+" is damaged: no certificate can be obtained or renewed",
 			fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
 	}
-	a := d.Alerts()
-	if a == nil {
-		return
-	}
-	open, err := a.Incidents()
-	if err != nil {
-		return
-	}
-	for cause := range open {
+	for cause := range d.openCauses() {
 		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {
 			d.ClearAlert(cause)
 		}

@@ -62,6 +62,7 @@ type statusPage struct {
 	health      func() health.Snapshot
 	dnsStatus   func() dns.Status
 	gitRevision func() string // "" when not following git
+	problems    func() []status.Problem
 	// damaged reports a history.db that Open moved aside (statefiles.go).
 	damaged func(stateDir, aside, lost string)
 
@@ -89,6 +90,7 @@ func newStatusPage(relay *relayPath) *statusPage {
 		health:      func() health.Snapshot { return health.Snapshot{} },
 		dnsStatus:   func() dns.Status { return dns.Status{} },
 		gitRevision: func() string { return "" },
+		problems:    func() []status.Problem { return nil },
 	}
 }
 
@@ -258,10 +260,15 @@ func (sp *statusPage) sample(ctx context.Context, st *history.Store, log *slog.L
 
 // snapshot is the status.Source: what is known now.
 func (sp *statusPage) snapshot() status.Snapshot {
-	b := sp.build(sp.health())
+	hs := sp.health()
+	b := sp.build(hs)
 	snap := b.Snapshot
 	for _, s := range b.Services {
 		snap.Services = append(snap.Services, s.Service)
+	}
+	snap.Problems = sp.problems()
+	if p, ok := relayProblem(hs); ok { // openproblems.go
+		snap.Problems = append([]status.Problem{p}, snap.Problems...)
 	}
 	return snap
 }

@@ -13,7 +13,8 @@ import (
 // private is what the public page, API, badges and charts never show of
 // lab(): the private service, backends, causes, DNS details, the config
 // revision, the relay's address and its measurement errors.
-var private = []string{"vaultwarden", "192.168.1", "connection refused", "the provider refused the token", "3f2a9c1", "100.90.0.1", "timeout"}
+var private = []string{"vaultwarden", "192.168.1", "connection refused", "the provider refused the token", "3f2a9c1", "100.90.0.1", "timeout",
+	"history.db", "not reconciled", "Needs your attention", `id="problems"`}
 
 func TestPublicShowsNothingPrivate(t *testing.T) {
 	h := newServer(t, true)

@@ -174,6 +174,15 @@ type pageData struct {
 	Generation int
 	Services   []serviceView
 	Relay      *relayView
+	Problems   []problemView
+}
+
+// problemView is an open problem as the admin page shows it.
+type problemView struct {
+	Problem
+	Since   string // "since 2026-11-26 02:50 UTC (3 h ago)"
+	Changed string // "" unless the detail changed since
+	Lines   []string
 }
 
 type stateCount struct {
@@ -212,6 +221,9 @@ func (s *Server) renderPage() ([]byte, error) {
 	default:
 		d.Overall = "unknown"
 	}
+	for _, p := range snap.Problems {
+		d.Problems = append(d.Problems, problemRow(p, now))
+	}
 	if rel := snap.Relay; rel != nil {
 		rv := &relayView{Relay: rel}
 		if last, ok := rel.Last(); ok {
@@ -228,6 +240,21 @@ func (s *Server) renderPage() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// problemRow is p as the page shows it: when it began and, if it changed
+// since, when it last did; its detail line by line.
+func problemRow(p Problem, now time.Time) problemView {
+	v := problemView{Problem: p, Since: p.Since.UTC().Format("2006-01-02 15:04 UTC") + " (" + ago(now, p.Since) + ")"}
+	if p.Changed.After(p.Since) {
+		v.Changed = ago(now, p.Changed)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(p.Detail), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			v.Lines = append(v.Lines, l)
+		}
+	}
+	return v
 }
 
 // publicTTL is how long the public page and API reuse one rendering: the
@@ -418,6 +445,8 @@ type apiStatus struct {
 	Generation int          `json:"generation"`
 	Services   []apiService `json:"services"`
 	Relay      *Relay       `json:"relay,omitempty"`
+	// Problems: [] when there are none; absent from the public API.
+	Problems []Problem `json:"problems,omitzero"`
 }
 
 type apiDay struct {
@@ -477,6 +506,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		now := s.opts.Now()
 		snap := s.snapshot()
 		out := apiStatus{Time: now.UTC(), Revision: snap.Revision, Generation: snap.Generation, Relay: snap.Relay, Services: []apiService{}}
+		if !s.opts.Public {
+			out.Problems = append([]Problem{}, snap.Problems...)
+		}
 		for _, svc := range snap.Services {
 			a, _ := s.apiService(svc, now)
 			out.Services = append(out.Services, a)

@@ -45,6 +45,23 @@ type Snapshot struct {
 	Services []Service `json:"services"`
 	// Relay is the relay path; nil when it is not measured.
 	Relay *Relay `json:"relay,omitempty"`
+	// Problems are the open problems that are no one service's (a
+	// certificate not obtained, DNS records not reconciled, a damaged file
+	// of state_dir), oldest first. Only the admin page shows them.
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Problem is something wrong that is no one service's, as the alert that
+// says it: Cause names it ("cert/vault.example.org", "dns",
+// "state/history.db.damaged-…"), Detail says what is wrong and what to do.
+type Problem struct {
+	Cause  string `json:"cause"`
+	Title  string `json:"title"`
+	Detail string `json:"detail,omitempty"`
+	// Since is when it was raised; Changed when its title or detail last
+	// changed (Since when they never did).
+	Since   time.Time `json:"since"`
+	Changed time.Time `json:"changed"`
 }
 
 // Service is what is known of one service now.

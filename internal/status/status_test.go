@@ -36,6 +36,13 @@ func lab() Snapshot {
 			{Time: now.Add(-10 * time.Minute), RTT: 0.021, Down: 12e6, Up: 3e6},
 			{Time: now.Add(-5 * time.Minute), Err: "timeout"},
 		}},
+		Problems: []Problem{
+			{Cause: "state/history.db.damaged-20260629T101500Z", Title: "state_dir/history.db was damaged: moved aside, started afresh",
+				Detail: "The health history was damaged.\nThe damaged copy is kept at /var/lib/labgate/history.db.damaged-20260629T101500Z for you to inspect or delete.",
+				Since:  now.Add(-3 * time.Hour), Changed: now.Add(-3 * time.Hour)},
+			{Cause: "dns", Title: "DNS records of example.org not reconciled", Detail: "dial udp 10.0.0.53:53: i/o timeout\nlabgate retries <with a growing delay>.",
+				Since: now.Add(-90 * time.Minute), Changed: now.Add(-2 * time.Minute)},
+		},
 	}
 }
 

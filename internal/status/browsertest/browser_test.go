@@ -48,10 +48,28 @@ services:
   - { name: docs, host: docs, static: ./site }
 relay:
   gateway: 127.0.0.63
+  public_ips: [203.0.113.7]
   speedtest: { listen: "%[3]s", interval: 1s, budget: 262144, samples: 30 }
 status:
   title: Lab status
 `
+
+// dnsSection names a DNS provider that does not answer (%[1]s, a closed
+// port): reconciling fails, a problem for the status page.
+const dnsSection = `dns:
+  provider: { type: rfc2136, server: "%[1]s", tsig_name: lab-key., tsig_secret: c2VjcmV0 }
+  owner: labtest
+  interval: 1h
+`
+
+// running is the daemon startDaemon started.
+type running struct {
+	base  string
+	d     *daemon.Daemon
+	file  string // the config
+	state string
+	lab   string // labFile as written, without the DNS section
+}
 
 // seed writes 90 days of history for the services, as a running labgate
 // would have: www always up, vaultwarden with two outages, gone down for
@@ -91,13 +109,20 @@ func seed(t *testing.T, dir string) {
 	}
 }
 
-// startDaemon runs labgate serve on labFile and returns its admin URL.
-func startDaemon(t *testing.T) string {
+// startDaemon runs labgate serve on labFile with two problems that are no
+// one service's: its relay-path.json was damaged, and its DNS provider
+// does not answer.
+func startDaemon(t *testing.T) running {
 	t.Helper()
 	dir := t.TempDir()
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
 	t.Cleanup(backend.Close)
 	seed(t, filepath.Join(dir, "state"))
+	// Cut short, as a power loss leaves it.
+	if err := os.WriteFile(filepath.Join(dir, "state", "relay-path.json"), []byte(`{"version":1,"results":[{"time":"2026-11-26T01:00:00Z","rtt_sec`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	closed := net.JoinHostPort("127.0.0.1", testpeer.FreePort(t, "127.0.0.1"))
 	if err := os.MkdirAll(filepath.Join(dir, "site"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +135,8 @@ func startDaemon(t *testing.T) string {
 	go func() { _ = relaySrv.Serve(relayLn) }()
 	t.Cleanup(func() { relaySrv.Close() })
 	file := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(file, fmt.Appendf(nil, labFile, backend.URL, backend.URL, relayLn.Addr().String()), 0o644); err != nil {
+	lab := fmt.Sprintf(labFile, backend.URL, backend.URL, relayLn.Addr().String())
+	if err := os.WriteFile(file, []byte(lab+fmt.Sprintf(dnsSection, closed)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testpeer.Buffer{}
@@ -158,7 +184,37 @@ func startDaemon(t *testing.T) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return base
+	// The two problems, raised as the daemon started.
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(base + "/api/status"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(b), `"cause": "dns"`) && strings.Contains(string(b), `"cause": "state/relay-path.json.damaged-`) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return running{base: base, d: d, file: file, state: filepath.Join(dir, "state"), lab: lab}
+}
+
+// fix removes what caused the problems: the damaged copy is deleted, the
+// DNS section goes, and the file is reloaded.
+func (r running) fix(t *testing.T) {
+	t.Helper()
+	asides, _ := filepath.Glob(filepath.Join(r.state, "relay-path.json.damaged-*"))
+	if len(asides) != 1 {
+		t.Fatalf("copies of relay-path.json aside: %v", asides)
+	}
+	if err := os.Remove(asides[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.file, []byte(r.lab), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !r.d.Reload() {
+		t.Fatal("reload refused")
+	}
 }
 
 // artifacts is where screenshots go: $LABGATE_ARTIFACTS, or .artifacts/ at
@@ -192,6 +248,11 @@ type pageFacts struct {
 	Relay       string     `json:"relay"` // data-state
 	RelayRTT    string     `json:"rtt"`
 	FontPx      float64    `json:"fontPx"`
+	// The problems block: each problem's cause, title and detail lines;
+	// whether the block comes before the services.
+	Problems      [][]string `json:"problems"`
+	ProblemsFirst bool       `json:"problemsFirst"`
+	ProblemsTitle string     `json:"problemsTitle"`
 }
 
 const readFacts = `(() => {
@@ -219,12 +280,18 @@ const readFacts = `(() => {
     relay: document.querySelector('#relay')?.dataset.state ?? '',
     rtt: document.querySelector('#relay .rtt')?.textContent ?? '',
     fontPx: parseFloat(getComputedStyle(document.body).fontSize),
+    problems: [...document.querySelectorAll('#problems li.problem')].map(li =>
+      [li.dataset.cause, li.querySelector('h3').textContent, ...[...li.querySelectorAll('.detail')].map(p => p.textContent)]),
+    problemsFirst: !!document.querySelector('#problems') &&
+      !!(document.querySelector('#problems').compareDocumentPosition(document.querySelector('#services')) & Node.DOCUMENT_POSITION_FOLLOWING),
+    problemsTitle: document.querySelector('#problems h2')?.textContent ?? '',
   };
 })()`
 
 func TestStatusPageInChromium(t *testing.T) {
 	chromium := testpeer.Need(t, "chromium", "chromium-browser")
-	base := startDaemon(t)
+	r := startDaemon(t)
+	base := r.base
 	out := artifacts(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
@@ -246,39 +313,101 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("starting Chromium: %v", err)
 	}
 
-	for _, vp := range []struct {
+	type viewport struct {
 		name          string
 		width, height int64
 		opts          []chromedp.EmulateViewportOption
-	}{
+	}
+	viewports := []viewport{
 		{"desktop", 1280, 900, nil},
 		{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch}},
-	} {
-		t.Run(vp.name, func(t *testing.T) {
-			tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
-			defer tcancel()
-			err := chromedp.Do(tctx,
-				chromedp.EmulateViewport(vp.width, vp.height, vp.opts...),
-				chromedp.Navigate(base+"/"),
-				chromedp.WaitVisible("#services"),
-			)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := chromedp.Run(tctx, chromedp.Evaluate[pageFacts](readFacts))
-			if err != nil {
-				t.Fatal(err)
-			}
-			shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(out, "status-"+vp.name+".png")
-			if err := os.WriteFile(path, shot, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	}
+	// look loads the page at vp, keeps a screenshot named status-<shot>.png
+	// and checks what holds of every page: no script, no sideways
+	// scrolling, a phone's viewport, readable text.
+	look := func(t *testing.T, vp viewport, shot string) pageFacts {
+		t.Helper()
+		tctx, tcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer tcancel()
+		err := chromedp.Do(tctx,
+			chromedp.EmulateViewport(vp.width, vp.height, vp.opts...),
+			chromedp.Navigate(base+"/"),
+			chromedp.WaitVisible("#services"),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := chromedp.Run(tctx, chromedp.Evaluate[pageFacts](readFacts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(out, "status-"+shot+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", path, len(png))
+		if f.Scripts != 0 {
+			t.Errorf("%d scripts on a page that needs none", f.Scripts)
+		}
+		// Nothing is wider than the screen: no sideways scrolling on a phone.
+		if f.ScrollWidth > f.InnerWidth || f.WidestRight > float64(f.InnerWidth)+0.5 || f.ChartRight > float64(f.InnerWidth)+0.5 {
+			t.Errorf("horizontal overflow at %d px: scrollWidth %d, rightmost element %.1f, rightmost chart %.1f",
+				f.InnerWidth, f.ScrollWidth, f.WidestRight, f.ChartRight)
+		}
+		if f.InnerWidth != int(vp.width) {
+			t.Errorf("viewport %d px, want %d (the page must set a width=device-width viewport)", f.InnerWidth, vp.width)
+		}
+		if f.FontPx < 14 {
+			t.Errorf("body text %.1f px: too small to read on a phone", f.FontPx)
+		}
+		return f
+	}
 
+	// First with its two problems: they come before the services, with
+	// their title and the detail that says what to do.
+	for _, vp := range viewports {
+		t.Run("problems-"+vp.name, func(t *testing.T) {
+			f := look(t, vp, "problems-"+vp.name)
+			if len(f.Problems) != 2 || !f.ProblemsFirst || f.ProblemsTitle != "Needs your attention: 2 problems" {
+				t.Fatalf("problems %q (title %q), before the services: %v", f.Problems, f.ProblemsTitle, f.ProblemsFirst)
+			}
+			causes := map[string][]string{}
+			for _, p := range f.Problems {
+				causes[strings.SplitN(p[0], "/", 2)[0]] = p[1:]
+			}
+			if p := causes["dns"]; len(p) < 3 || p[0] != "DNS records of lab.test not reconciled" || !strings.HasPrefix(p[len(p)-1], "labgate retries") {
+				t.Errorf("DNS problem %q", p)
+			}
+			if p := causes["state"]; len(p) < 3 || p[0] != "state_dir/relay-path.json was damaged: moved aside, started afresh" ||
+				!strings.Contains(strings.Join(p, " "), filepath.Join(r.state, "relay-path.json.damaged-")) {
+				t.Errorf("state problem %q", p)
+			}
+		})
+	}
+
+	// Fixed: no block, and the page as it always was.
+	r.fix(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(base + "/api/status"); err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(b), `"problems": []`) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, vp := range viewports {
+		t.Run(vp.name, func(t *testing.T) {
+			f := look(t, vp, vp.name)
+			if len(f.Problems) != 0 || f.ProblemsTitle != "" {
+				t.Errorf("problems shown once fixed: %q %q", f.ProblemsTitle, f.Problems)
+			}
 			if f.Title != "Lab status" || f.Overall != "Some services are down" {
 				t.Errorf("title %q, overall %q", f.Title, f.Overall)
 			}
@@ -305,20 +434,6 @@ func TestStatusPageInChromium(t *testing.T) {
 			}
 			if f.Relay != "up" || !regexp.MustCompile(`^[0-9.]+(µs|ms)$`).MatchString(f.RelayRTT) {
 				t.Errorf("relay path %q, round trip %q", f.Relay, f.RelayRTT)
-			}
-			if f.Scripts != 0 {
-				t.Errorf("%d scripts on a page that needs none", f.Scripts)
-			}
-			// Nothing is wider than the screen: no sideways scrolling on a phone.
-			if f.ScrollWidth > f.InnerWidth || f.WidestRight > float64(f.InnerWidth)+0.5 || f.ChartRight > float64(f.InnerWidth)+0.5 {
-				t.Errorf("horizontal overflow at %d px: scrollWidth %d, rightmost element %.1f, rightmost chart %.1f",
-					f.InnerWidth, f.ScrollWidth, f.WidestRight, f.ChartRight)
-			}
-			if f.InnerWidth != int(vp.width) {
-				t.Errorf("viewport %d px, want %d (the page must set a width=device-width viewport)", f.InnerWidth, vp.width)
-			}
-			if f.FontPx < 14 {
-				t.Errorf("body text %.1f px: too small to read on a phone", f.FontPx)
 			}
 		})
 	}
