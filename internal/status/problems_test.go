@@ -68,3 +68,18 @@ func TestPublicAPIHasNoProblems(t *testing.T) {
 		t.Errorf("the public API has problems:\n%s", b)
 	}
 }
+
+func TestReferTo(t *testing.T) {
+	problems := []Problem{{Cause: "dns", Title: "DNS records of lab.test not reconciled",
+		Detail: "listing lab.test: connection refused\nlabgate retries with a growing delay."}}
+	for detail, want := range map[string]string{
+		"listing lab.test: connection refused":                                               "see “DNS records of lab.test not reconciled” above",
+		"in place, but the last reconciliation failed: listing lab.test: connection refused": "in place, but the last reconciliation failed: see “DNS records of lab.test not reconciled” above",
+		"a record labgate does not own":                                                      "a record labgate does not own",
+		"":                                                                                   "",
+	} {
+		if got := referTo(detail, problems); got != want {
+			t.Errorf("referTo(%q) = %q, want %q", detail, got, want)
+		}
+	}
+}

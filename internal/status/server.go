@@ -224,6 +224,9 @@ func (s *Server) renderPage() ([]byte, error) {
 	for _, p := range snap.Problems {
 		d.Problems = append(d.Problems, problemRow(p, now))
 	}
+	for i := range d.Services {
+		d.Services[i].DNSDetail = referTo(d.Services[i].DNSDetail, snap.Problems)
+	}
 	if rel := snap.Relay; rel != nil {
 		rv := &relayView{Relay: rel}
 		if last, ok := rel.Last(); ok {
@@ -244,6 +247,24 @@ func (s *Server) renderPage() ([]byte, error) {
 
 // problemRow is p as the page shows it: when it began and, if it changed
 // since, when it last did; its detail line by line.
+// referTo shortens a service's detail that repeats the first line of a
+// problem shown above the services (a zone-wide DNS failure is in every
+// card otherwise) to a reference to that problem.
+func referTo(detail string, problems []Problem) string {
+	for _, p := range problems {
+		first, _, _ := strings.Cut(strings.TrimSpace(p.Detail), "\n")
+		if first == "" || !strings.HasSuffix(detail, first) {
+			continue
+		}
+		ref := "see “" + p.Title + "” above"
+		if prefix := strings.TrimSpace(strings.TrimSuffix(detail, first)); prefix != "" {
+			return prefix + " " + ref // "in place, but the last reconciliation failed: see …"
+		}
+		return ref
+	}
+	return detail
+}
+
 func problemRow(p Problem, now time.Time) problemView {
 	v := problemView{Problem: p, Since: p.Since.UTC().Format("2006-01-02 15:04 UTC") + " (" + ago(now, p.Since) + ")"}
 	if p.Changed.After(p.Since) {
