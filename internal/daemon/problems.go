@@ -78,14 +78,7 @@ func (d *Daemon) dnsEvent(ev dns.Event) {
 // longer serves from ACME, and the DNS alerts when cfg manages no DNS
 // records: nothing will ever succeed for them.
 func (d *Daemon) clearStaleCertAlerts(cfg *config.Config) {
-	a := d.Alerts()
-	if a == nil {
-		return
-	}
-	open, err := a.Incidents()
-	if err != nil {
-		return
-	}
+	open := d.openIncidents()
 	if cfg.DNS.Provider == nil {
 		for _, cause := range []string{causeDNS, causeDNSConflicts} {
 			if _, ok := open[cause]; ok {

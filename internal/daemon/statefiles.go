@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labgate/labgate/internal/alert"
 	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
 	"github.com/labgate/labgate/internal/statefile"
@@ -49,19 +50,15 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 }
 
 // clearStateAlerts ends the alerts of damaged files whose copy is no
-// longer in stateDir.
+// longer in stateDir. Only those of copies moved aside (stateDamaged): the
+// alerts of what is kept in place (the internal CA, an ACME account) ask
+// the user to restore or move a file and then reload or restart, and a
+// path that is gone does not say that has happened; their owners end them
+// once the file serves again (caSource, acmeStorageDamage).
 func (d *Daemon) clearStateAlerts(stateDir string) {
-	a := d.Alerts()
-	if a == nil {
-		return
-	}
-	open, err := a.Incidents()
-	if err != nil {
-		return
-	}
-	for cause := range open {
+	for cause := range d.openIncidents() {
 		rel, ok := strings.CutPrefix(cause, causeStatePrefix)
-		if !ok {
+		if !ok || !strings.Contains(rel, statefile.AsideSuffix) {
 			continue
 		}
 		path := filepath.FromSlash(rel)
@@ -103,12 +100,8 @@ const causeCA = "state/ca"
 func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	ca, err := d.ca(cfg.StateDir)
 	if err == nil {
-		if a := d.Alerts(); a != nil {
-			if open, err := a.Incidents(); err == nil {
-				if _, ok := open[causeCA]; ok {
-					d.ClearAlert(causeCA)
-				}
-			}
+		if _, ok := d.openIncidents()[causeCA]; ok {
+			d.ClearAlert(causeCA)
 		}
 		return ca.Issuer(certNames(cfg))
 	}
@@ -149,17 +142,23 @@ func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage
 		d.RaiseAlert(cause, "state_dir/"+filepath.ToSlash(rel)+" is damaged: no certificate can be obtained or renewed",
 			fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
 	}
-	a := d.Alerts()
-	if a == nil {
-		return
-	}
-	open, err := a.Incidents()
-	if err != nil {
-		return
-	}
-	for cause := range open {
+	for cause := range d.openIncidents() {
 		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {
 			d.ClearAlert(cause)
 		}
 	}
+}
+
+// openIncidents are the open incidents by cause; none without receivers
+// or when the alert state cannot be read.
+func (d *Daemon) openIncidents() map[string]alert.Incident {
+	a := d.Alerts()
+	if a == nil {
+		return nil
+	}
+	open, err := a.Incidents()
+	if err != nil {
+		return nil
+	}
+	return open
 }
