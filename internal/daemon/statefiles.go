@@ -139,8 +139,11 @@ func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage
 		}
 		cause := causeStatePrefix + filepath.ToSlash(rel)
 		current[cause] = true
-		d.RaiseAlert(cause, "state_dir/"+filepath.ToSlash(rel)+" is damaged: no certificate can be obtained or renewed",
-			fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
+		title := "state_dir/" + filepath.ToSlash(rel) + " is damaged: no certificate can be obtained or renewed"
+		if dm.Unreadable {
+			title = "state_dir/" + filepath.ToSlash(rel) + " cannot be read: no certificate can be obtained or renewed for it"
+		}
+		d.RaiseAlert(cause, title, fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
 	}
 	for cause := range d.openIncidents() {
 		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {
