@@ -58,10 +58,21 @@ func TestCheckBolt(t *testing.T) {
 			db.Close()
 		})
 	}
-	if err := os.Chmod(path, 0); err == nil && os.Getuid() != 0 {
-		if err := CheckBolt(path); err == nil || errors.Is(err, ErrDamaged) {
-			t.Errorf("an unreadable file: %v, want an error that is not ErrDamaged", err)
-		}
+	// A whole database that another process holds (a second labgate serve
+	// on the same state_dir) is in use, not damaged: moved aside, it would
+	// take the other's state.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBolt(path); err == nil || errors.Is(err, ErrDamaged) {
+		t.Errorf("a file in use: %v, want an error that is not ErrDamaged", err)
+	}
+	db.Close()
+	// Nor is one that labgate may not read, even as root.
+	damage.Unreadable(t, dir, path, func() { err = CheckBolt(path) })
+	if err == nil || errors.Is(err, ErrDamaged) {
+		t.Errorf("an unreadable file: %v, want an error that is not ErrDamaged", err)
 	}
 }
 
