@@ -1,13 +1,19 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/labgate/labgate/internal/alert"
+	"github.com/labgate/labgate/internal/certs"
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/statefile/damage"
+	"github.com/labgate/labgate/internal/testpeer"
 )
 
 // Only the alert of a copy moved aside ends when that copy is gone. The
@@ -63,5 +69,26 @@ func TestClearStateAlertsOnlyCopies(t *testing.T) {
 		if _, ok := got[cause]; !ok {
 			t.Errorf("%s ended because its path is absent", cause)
 		}
+	}
+}
+
+// An internal CA that labgate may not read (state_dir restored as root) is
+// not damaged: the alert says to give labgate access, never to move the
+// CA aside for a new root that every device would have to trust again.
+func TestCAUnreadable(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	if _, err := certs.OpenCA(filepath.Join(state, "ca"), time.Now); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testpeer.Buffer{}
+	d := New(Options{Stderr: logs})
+	cfg := &config.Config{StateDir: state}
+	var src certs.Source
+	damage.Unreadable(t, state, filepath.Join(state, "ca", "root.key"), func() { src = d.caSource(cfg) })
+	if _, err := src.GetCertificate(&tls.ClientHelloInfo{ServerName: "vault.lab.test"}); err == nil {
+		t.Error("a certificate without the CA's key")
+	}
+	if log := logs.String(); !strings.Contains(log, "may read "+filepath.Join(state, "ca")) || strings.Contains(log, "to create a new CA") {
+		t.Errorf("the log does not say to give labgate access, or says to start a new CA:\n%s", log)
 	}
 }

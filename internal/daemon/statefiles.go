@@ -96,7 +96,9 @@ const causeCA = "state/ca"
 // serves all it can without it (plain HTTP, layer-4 and passthrough
 // services, the status page, health checks and alerts), TLS handshakes on
 // its HTTPS listeners fail, and an alert says how to restore the CA or
-// start a new one. The next reload tries the CA again.
+// start a new one. A CA labgate may not read (its owner or mode) is not
+// damaged: the alert says so, and not to start a new one. The next reload
+// tries the CA again.
 func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	ca, err := d.ca(cfg.StateDir)
 	if err == nil {
@@ -109,6 +111,10 @@ func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	what := fmt.Sprintf("HTTPS is not served until you restore %s from a backup and reload (SIGHUP), "+
 		"or move %s aside to create a new CA: every device that trusts the old root must then trust the new one (%s).",
 		dir, dir, filepath.Join(dir, "root.crt"))
+	if errors.Is(err, fs.ErrPermission) {
+		what = fmt.Sprintf("HTTPS is not served until the user labgate runs as may read %s (its owner or mode) and you reload (SIGHUP). "+
+			"The CA itself may be whole: do not move it aside, a new root would have to be trusted by every device again.", dir)
+	}
 	d.log.Error("labgate's internal CA cannot be used: "+what, "error", err)
 	d.RaiseAlert(causeCA, "labgate's internal CA cannot be used: HTTPS is down", err.Error()+"\n"+what)
 	return noCertificate{err: fmt.Errorf("%w: no certificate is issued", err)}
