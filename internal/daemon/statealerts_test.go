@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +92,56 @@ func TestCAUnreadable(t *testing.T) {
 	}
 	if log := logs.String(); !strings.Contains(log, "may read "+filepath.Join(state, "ca")) || strings.Contains(log, "to create a new CA") {
 		t.Errorf("the log does not say to give labgate access, or says to start a new CA:\n%s", log)
+	}
+}
+
+// What NewACME found in its storage becomes alerts: a certificate moved
+// aside the alert of a copy (until the copy is gone), a damaged account
+// one that says it is damaged, a file labgate may not read one that says
+// so; a start that finds the account whole ends its alert.
+func TestACMEStorageAlerts(t *testing.T) {
+	state := t.TempDir()
+	mgr, err := alert.Open(alert.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mgr.Close() })
+	mgr.Update(&config.Config{Alerts: []config.Receiver{{Name: "ops"}}})
+	d := New(Options{Stderr: io.Discard})
+	d.checks = &checks{alerts: mgr}
+
+	certDir := filepath.Join(state, "acme", "certificates", "ca", "www.lab.test")
+	aside := certDir + ".damaged-20261126T020304Z"
+	if err := os.MkdirAll(aside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	account := filepath.Join(state, "acme", "acme", "ca", "users", "me@lab.test", "me.key")
+	unreadable := filepath.Join(state, "acme", "certificates", "ca", "vault.lab.test", "vault.lab.test.key")
+	d.acmeStorageDamage(state, []certs.StorageDamage{
+		{Path: filepath.Join(certDir, "www.lab.test.crt"), Err: errors.New("cut"), Aside: aside},
+		{Path: account, Err: errors.New("garbled")},
+		{Path: unreadable, Err: fs.ErrPermission, Unreadable: true},
+	})
+	open, err := mgr.Incidents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := func(p string) string { r, _ := filepath.Rel(state, p); return causeStatePrefix + filepath.ToSlash(r) }
+	for cause, title := range map[string]string{
+		rel(aside):      "was damaged: moved aside",
+		rel(account):    "is damaged",
+		rel(unreadable): "cannot be read",
+	} {
+		if inc, ok := open[cause]; !ok || !strings.Contains(inc.Problem.Title, title) {
+			t.Errorf("alert %s: %+v, want a title with %q", cause, inc.Problem, title)
+		}
+	}
+	if len(open) != 3 {
+		t.Errorf("%d alerts, want 3", len(open))
+	}
+	d.acmeStorageDamage(state, nil) // the next start finds the account whole
+	open, _ = mgr.Incidents()
+	if _, ok := open[rel(aside)]; !ok || len(open) != 1 {
+		t.Errorf("open after a whole start: %v, want only the copy's", open)
 	}
 }
