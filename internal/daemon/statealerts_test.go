@@ -25,14 +25,7 @@ import (
 // end them when it does.
 func TestClearStateAlertsOnlyCopies(t *testing.T) {
 	state := t.TempDir()
-	mgr, err := alert.Open(alert.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mgr.Close() })
-	mgr.Update(&config.Config{Alerts: []config.Receiver{{Name: "ops"}}})
-	d := New(Options{Stderr: io.Discard})
-	d.checks = &checks{alerts: mgr}
+	d, mgr := daemonWithAlerts(t)
 
 	aside := filepath.Join(state, "history.db.damaged-20261126T020304Z")
 	if err := os.WriteFile(aside, []byte("x"), 0o600); err != nil {
@@ -101,14 +94,7 @@ func TestCAUnreadable(t *testing.T) {
 // so; a start that finds the account whole ends its alert.
 func TestACMEStorageAlerts(t *testing.T) {
 	state := t.TempDir()
-	mgr, err := alert.Open(alert.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mgr.Close() })
-	mgr.Update(&config.Config{Alerts: []config.Receiver{{Name: "ops"}}})
-	d := New(Options{Stderr: io.Discard})
-	d.checks = &checks{alerts: mgr}
+	d, mgr := daemonWithAlerts(t)
 
 	certDir := filepath.Join(state, "acme", "certificates", "ca", "www.lab.test")
 	aside := certDir + ".damaged-20261126T020304Z"
@@ -144,4 +130,19 @@ func TestACMEStorageAlerts(t *testing.T) {
 	if _, ok := open[rel(aside)]; !ok || len(open) != 1 {
 		t.Errorf("open after a whole start: %v, want only the copy's", open)
 	}
+}
+
+// daemonWithAlerts is a Daemon that runs nothing, with an alert manager
+// that has a receiver, for the alerts it raises and ends.
+func daemonWithAlerts(t *testing.T) (*Daemon, *alert.Manager) {
+	t.Helper()
+	mgr, err := alert.Open(alert.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mgr.Close() })
+	mgr.Update(&config.Config{Alerts: []config.Receiver{{Name: "ops"}}})
+	d := New(Options{Stderr: io.Discard})
+	d.checks = &checks{alerts: mgr}
+	return d, mgr
 }
