@@ -159,7 +159,11 @@ func NewACME(opts ACMEOptions) (*ACME, error) {
 	}
 	a.damage = checkStorage(a.storage.Path, time.Now())
 	for _, d := range a.damage {
-		log.Error("ACME storage damaged: "+d.Advice(), "file", d.Path, "error", d.Err)
+		what := "ACME storage damaged: "
+		if d.Unreadable {
+			what = "ACME storage unreadable: "
+		}
+		log.Error(what+d.Advice(), "file", d.Path, "error", d.Err)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{

@@ -36,12 +36,18 @@ import (
 type StorageDamage struct {
 	Path  string // the damaged file
 	Err   error  // what is wrong with it
-	Aside string // where its certificate's directory was moved; "" when kept (an account)
+	Aside string // where its certificate's directory was moved; "" when kept (an account, an unreadable file)
+	// Unreadable: labgate may not read the file (its owner or mode); it
+	// says nothing of the content, and the file is kept where it is.
+	Unreadable bool
 }
 
 // Advice says what the damage means and what to do, for the log and for
 // an alert.
 func (d StorageDamage) Advice() string {
+	if d.Unreadable {
+		return fmt.Sprintf("labgate may not read %s (its owner or mode; a state_dir restored or used as another user?): it is left as it is, and the name or account it belongs to gets no certificate until the user labgate runs as can read it and labgate restarts.", d.Path)
+	}
 	if d.Aside != "" {
 		return fmt.Sprintf("The certificate's files were moved aside to %s and a new certificate is obtained from the CA (one order).", d.Aside)
 	}
@@ -67,6 +73,13 @@ func checkStorage(root string, now time.Time) []StorageDamage {
 			continue
 		}
 		d := StorageDamage{Path: file, Err: err}
+		if errors.Is(err, fs.ErrPermission) {
+			// Not damage: obtaining the certificate again would not
+			// help, and would spend an order of the CA's rate limit.
+			d.Unreadable = true
+			out = append(out, d)
+			continue
+		}
 		if aside, merr := statefile.MoveAside(dir, now); merr == nil {
 			d.Aside = aside
 		} else {
@@ -77,7 +90,7 @@ func checkStorage(root string, now time.Time) []StorageDamage {
 	userDirs, _ := filepath.Glob(filepath.Join(root, "acme", "*", "users", "*"))
 	for _, dir := range userDirs {
 		if file, err := checkAccountDir(dir); err != nil {
-			out = append(out, StorageDamage{Path: file, Err: err})
+			out = append(out, StorageDamage{Path: file, Err: err, Unreadable: errors.Is(err, fs.ErrPermission)})
 		}
 	}
 	return out

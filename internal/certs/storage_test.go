@@ -115,3 +115,25 @@ func TestCheckStorage(t *testing.T) {
 		}
 	}
 }
+
+// A key that parses but is not the certificate's: a power loss between
+// writing a renewed certificate and its new key leaves the old key beside
+// the new certificate. TLS with it fails, so it is damage like any other.
+func TestCheckStorageKeyMismatch(t *testing.T) {
+	root := t.TempDir()
+	files := writeStorage(t, root)
+	other := t.TempDir()
+	otherFiles := writeStorage(t, other) // another key of the same shape
+	const key = "certificates/ca.example-directory/www.lab.test/www.lab.test.key"
+	if files[key] == otherFiles[key] {
+		t.Fatal("the same key twice")
+	}
+	path := filepath.Join(root, filepath.FromSlash(key))
+	if err := os.WriteFile(path, []byte(otherFiles[key]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := checkStorage(root, time.Now())
+	if len(got) != 1 || got[0].Path != path || got[0].Aside == "" || !strings.Contains(got[0].Err.Error(), "does not match") {
+		t.Fatalf("found %+v, want %s moved aside: the key does not match", got, path)
+	}
+}

@@ -2,14 +2,14 @@ package daemon
 
 import (
 	"log/slog"
-	"net/netip"
 	"strings"
 
 	"github.com/labgate/labgate/internal/config"
+	"github.com/labgate/labgate/internal/listen"
 )
 
 // relayInPrivateAllow returns the trusted relays that gateway.private.allow
-// admits too (all of them when allow is empty), as the file writes them.
+// admits too (all of them when allow is empty), IPv4-mapped ones unmapped.
 // The relay is the one machine strangers reach: whoever takes it over would
 // reach every private service on the private listeners.
 func relayInPrivateAllow(cfg *config.Config) []string {
@@ -19,26 +19,19 @@ func relayInPrivateAllow(cfg *config.Config) []string {
 	}
 	var out []string
 	for _, t := range pub.TrustedRelays {
-		t = unmapPrefix(t)
+		relay := listen.UnmapPrefix(t)
 		admitted := len(priv.Allow) == 0
 		for _, a := range priv.Allow {
-			if unmapPrefix(a).Overlaps(t) {
+			if listen.UnmapPrefix(a).Overlaps(relay) {
 				admitted = true
 				break
 			}
 		}
 		if admitted {
-			out = append(out, t.String())
+			out = append(out, relay.String())
 		}
 	}
 	return out
-}
-
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p
 }
 
 // warnRelayInPrivateAllow logs relayInPrivateAllow's finding, if any.

@@ -49,11 +49,15 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 }
 
 // clearStateAlerts ends the alerts of damaged files whose copy is no
-// longer in stateDir.
+// longer in stateDir. Only those of copies moved aside (stateDamaged): the
+// alerts of what is kept in place (the internal CA, an ACME account) ask
+// the user to restore or move a file and then reload or restart, and a
+// path that is gone does not say that has happened; their owners end them
+// once the file serves again (caSource, acmeStorageDamage).
 func (d *Daemon) clearStateAlerts(stateDir string) {
 	for cause := range d.openCauses() {
 		rel, ok := strings.CutPrefix(cause, causeStatePrefix)
-		if !ok {
+		if !ok || !strings.Contains(rel, statefile.AsideSuffix) {
 			continue
 		}
 		path := filepath.FromSlash(rel)
@@ -93,7 +97,9 @@ const causeCA = "state/ca"
 // serves all it can without it (plain HTTP, layer-4 and passthrough
 // services, the status page, health checks and alerts), TLS handshakes on
 // its HTTPS listeners fail, and an alert says how to restore the CA or
-// start a new one. The next reload tries the CA again.
+// start a new one. A CA labgate may not read (its owner or mode) is not
+// damaged: the alert says so, and not to start a new one. The next reload
+// tries the CA again.
 func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	ca, err := d.ca(cfg.StateDir)
 	if err == nil {
@@ -106,6 +112,10 @@ func (d *Daemon) caSource(cfg *config.Config) certs.Source {
 	what := fmt.Sprintf("HTTPS is not served until you restore %s from a backup and reload (SIGHUP), "+
 		"or move %s aside to create a new CA: every device that trusts the old root must then trust the new one (%s).",
 		dir, dir, filepath.Join(dir, "root.crt"))
+	if errors.Is(err, fs.ErrPermission) {
+		what = fmt.Sprintf("HTTPS is not served until the user labgate runs as may read %s (its owner or mode) and you reload (SIGHUP). "+
+			"The CA itself may be whole: do not move it aside, a new root would have to be trusted by every device again.", dir)
+	}
 	d.log.Error("labgate's internal CA cannot be used: "+what, "error", err)
 	d.RaiseAlert(causeCA, "labgate's internal CA cannot be used: HTTPS is down", err.Error()+"\n"+what)
 	return noCertificate{err: fmt.Errorf("%w: no certificate is issued", err)}
@@ -136,8 +146,11 @@ func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage
 		}
 		cause := causeStatePrefix + filepath.ToSlash(rel)
 		current[cause] = true
-		d.RaiseAlert(cause, "state_dir/"+filepath.ToSlash(rel)+" is damaged: no certificate can be obtained or renewed",
-			fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
+		title := "state_dir/" + filepath.ToSlash(rel) + " is damaged: no certificate can be obtained or renewed"
+		if dm.Unreadable {
+			title = "state_dir/" + filepath.ToSlash(rel) + " cannot be read: no certificate can be obtained or renewed for it"
+		}
+		d.RaiseAlert(cause, title, fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
 	}
 	for cause := range d.openCauses() {
 		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {

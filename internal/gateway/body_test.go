@@ -90,3 +90,41 @@ func TestRequestBodyIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// The body's idle timeout ends with the body: a backend that takes longer
+// than limits.idle_timeout to answer an upload it has read whole (a cloud
+// assembling chunks, a photo library indexing a file) still answers. A
+// deadline left armed would make the server's watch for a closed
+// connection cancel the request.
+func TestRequestBodyIdleTimeoutEndsWithBody(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		be := startCounting(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				return
+			}
+			select {
+			case <-time.After(1200 * time.Millisecond): // four idle timeouts
+			case <-r.Context().Done():
+				return
+			}
+			io.WriteString(w, "stored "+string(b))
+		}))
+		_, gw := proxyTo(t, config.Limits{IdleTimeout: 300 * time.Millisecond}, be.URL)
+		c, err := net.Dial("tcp", strings.TrimPrefix(gw, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: s.example.com\r\nContent-Length: 5\r\n\r\nphoto")
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 || string(b) != "stored photo" {
+			t.Errorf("got %d %q, want 200 \"stored photo\"", res.StatusCode, b)
+		}
+	})
+}

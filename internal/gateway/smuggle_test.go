@@ -211,7 +211,10 @@ func TestForwardedHeaderAliases(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(res.Body)
-		if strings.Contains(string(b), "203.0.113.") || !strings.Contains(string(b), "X-Real-Ip=127.0.0.1") {
+		// Not even the name of a dropped trailer: ReverseProxy sends the
+		// names a request declared, without their values.
+		if strings.Contains(string(b), "203.0.113.") || strings.Contains(string(b), "trailer X-Real-Ip") ||
+			strings.Contains(string(b), "trailer X-Forwarded-For") || !strings.Contains(string(b), "X-Real-Ip=127.0.0.1") {
 			t.Errorf("backend got %q", b)
 		}
 	})

@@ -28,7 +28,9 @@ import (
 //     the repository when it differs. A revision cut short by a power loss
 //     is never applied, not even one that still parses.
 //   - repo.git, the clone: when go-git cannot open it or read its
-//     references, it is moved aside and fetched again.
+//     references, it is moved aside and fetched again; not when labgate
+//     may not read it (its owner or mode): that says nothing of the
+//     clone, and opening it fails with the reason.
 
 // Damaged lists where damaged state was moved aside since New.
 func (s *Syncer) Damaged() []string {
@@ -135,6 +137,11 @@ func (s *Syncer) openRepo(dir string) (*git.Repository, error) {
 	}
 	if err == nil {
 		return r, nil
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		// Not damage: the clone may be whole; the user labgate runs as
+		// may not read it (state_dir restored as root).
+		return nil, fmt.Errorf("the user labgate runs as may not read it: %w", err)
 	}
 	if !s.moveAside(dir, "the clone of the repository is fetched again", err) {
 		return nil, fmt.Errorf("git repository in %s: %w", dir, err)

@@ -3,6 +3,8 @@ package gitops
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,5 +108,37 @@ func TestResumeDamagedState(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A clone labgate may not read (state_dir restored as root) is not
+// damaged: it is not moved aside, and opening it fails with the reason.
+func TestUnreadableCloneKept(t *testing.T) {
+	f := testgit.New(t)
+	f.Commit("first", map[string]string{"lab.yaml": "version: 1\n"})
+	f.Push()
+	seed := t.TempDir()
+	if err := newSyncer(t, f, &recorder{}, nil, seed).Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"config", "refs/remotes/origin/main"} {
+		t.Run(file, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "git")
+			if err := os.CopyFS(dir, os.DirFS(seed)); err != nil {
+				t.Fatal(err)
+			}
+			s := newSyncer(t, f, &recorder{}, nil, dir)
+			var err error
+			damage.Unreadable(t, dir, filepath.Join(dir, "repo.git", filepath.FromSlash(file)), func() { err = s.open() })
+			if err == nil || !errors.Is(err, fs.ErrPermission) {
+				t.Errorf("open: %v, want a permission error", err)
+			}
+			if got := s.Damaged(); len(got) != 0 {
+				t.Errorf("moved aside: %v", got)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "repo.git", "config")); err != nil {
+				t.Errorf("the clone is not where it was: %v", err)
+			}
+		})
 	}
 }

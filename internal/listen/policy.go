@@ -79,11 +79,7 @@ type peerLog struct {
 func (p *Policy) init() {
 	p.initOnce.Do(func() {
 		for _, pfx := range p.Allow {
-			// ::ffff:10.0.0.0/104 means 10.0.0.0/8: peers are unmapped too.
-			if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
-				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
-			}
-			p.allow = append(p.allow, pfx.Masked())
+			p.allow = append(p.allow, UnmapPrefix(pfx))
 		}
 		p.onErr = p.headerError
 		if p.now == nil {
@@ -207,4 +203,14 @@ func (p *Policy) refuse(peer netip.Addr, reason string, err error) {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	p.Log.Warn("connection refused", attrs...)
+}
+
+// UnmapPrefix is p as the sources it should match are compared with it:
+// an IPv4-mapped prefix (::ffff:10.0.0.0/104) is the IPv4 one it means
+// (10.0.0.0/8), since peers and datagram sources are unmapped; masked.
+func UnmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
 }

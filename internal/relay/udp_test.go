@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -178,6 +179,27 @@ func TestUDPSourceLimit(t *testing.T) {
 	eventually(t, "the drop to be counted", func() bool { return counter(m.errors.WithLabelValues("wg", ReasonSourceLimit)) == 1 })
 	udpRoundTrip(t, udpClient(t, "127.0.0.96", r.Addr("wg")), "another client")
 	udpRoundTrip(t, a1, "a1 still")
+}
+
+// TestUDPSourceLimitAfterExpiry: flows that expired no longer count
+// against their source: a client whose old flows timed out (a game or a
+// VPN client on a new port after a pause) is forwarded again.
+func TestUDPSourceLimitAfterExpiry(t *testing.T) {
+	gw := newUDPGateway(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	r := startRelay(t, Options{Metrics: m, MaxConnsPerSource: 1, UDPFlowTimeout: 100 * time.Millisecond, Routes: []Route{
+		{Name: "wg", Proto: "udp", Listen: "127.0.0.1:0", Target: gw.conn.LocalAddr().String()},
+	}})
+	for i := range 3 {
+		c := udpClient(t, "127.0.0.97", r.Addr("wg"))
+		if got := udpRoundTrip(t, c, fmt.Sprint("flow ", i)); got != fmt.Sprint("re:flow ", i) {
+			t.Fatalf("flow %d: reply %q", i, got)
+		}
+		eventually(t, "the flow to expire", func() bool { return counter(m.flows.WithLabelValues("wg")) == 0 })
+	}
+	if n := counter(m.errors.WithLabelValues("wg", ReasonSourceLimit)); n != 0 {
+		t.Errorf("%v datagrams dropped for the source limit, want none", n)
+	}
 }
 
 // TestProbe: Probe sends a LOCAL header and a HEAD request and accepts any

@@ -379,6 +379,22 @@ func TestHistoryBoundedAndPersisted(t *testing.T) {
 		}
 		os.Remove(aside)
 	}
+
+	// One labgate may not read is left as it is, and not written over.
+	if err := os.WriteFile(file, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	damage.Unreadable(t, dir, file, func() {
+		q = New(Options{URL: "http://127.0.0.1:1", StateFile: file, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	})
+	q.record(Result{Time: t0.Add(time.Hour), RTT: 0.5})
+	if b, err := os.ReadFile(file); err != nil || !bytes.Equal(b, good) {
+		t.Errorf("the unreadable file was changed: %v", err)
+	}
+	if q.Damaged() != "" || !strings.Contains(logs.String(), "cannot be read") {
+		t.Errorf("damaged copy %q, log:\n%s", q.Damaged(), logs.String())
+	}
 }
 
 func TestNextDelay(t *testing.T) {

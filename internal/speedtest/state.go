@@ -20,7 +20,8 @@ type state struct {
 // load reads the history of the state file, keeping the newest Samples
 // results. A missing file is an empty history; a damaged one (power loss,
 // a worn SD card) is moved aside to relay-path.json.damaged-<UTC time>,
-// never deleted, and the history starts empty.
+// never deleted, and the history starts empty; one that cannot be read is
+// left alone, and the history is kept in memory only.
 func (p *Prober) load() []Result {
 	if p.opts.StateFile == "" {
 		return nil
@@ -30,7 +31,11 @@ func (p *Prober) load() []Result {
 		return nil
 	}
 	if err != nil {
-		p.opts.Log.Error("relay path history unreadable, starting with an empty one", "file", p.opts.StateFile, "error", err)
+		// Not damage (its owner or mode, say): the file is left as it is
+		// and not written over, and the measurements stay in memory.
+		p.opts.Log.Error("relay path history cannot be read: the measurements are kept in memory only, and the file is left as it is until labgate can read it and restarts",
+			"file", p.opts.StateFile, "error", err)
+		p.opts.StateFile = ""
 		return nil
 	}
 	var s state

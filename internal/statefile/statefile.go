@@ -88,7 +88,10 @@ func MoveAside(path string, now time.Time) (string, error) {
 	base := path + AsideSuffix + now.UTC().Format("20060102T150405Z")
 	aside := base
 	for i := 2; ; i++ {
-		if _, err := os.Lstat(aside); errors.Is(err, fs.ErrNotExist) {
+		// Only a name that is taken asks for the next one: any other
+		// answer (a name too long for the file system) is Rename's to
+		// report.
+		if _, err := os.Lstat(aside); err != nil {
 			break
 		}
 		aside = fmt.Sprintf("%s-%d", base, i)

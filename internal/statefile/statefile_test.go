@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,10 +59,21 @@ func TestCheckBolt(t *testing.T) {
 			db.Close()
 		})
 	}
-	if err := os.Chmod(path, 0); err == nil && os.Getuid() != 0 {
-		if err := CheckBolt(path); err == nil || errors.Is(err, ErrDamaged) {
-			t.Errorf("an unreadable file: %v, want an error that is not ErrDamaged", err)
-		}
+	// A whole database that another process holds (a second labgate serve
+	// on the same state_dir) is in use, not damaged: moved aside, it would
+	// take the other's state.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBolt(path); err == nil || errors.Is(err, ErrDamaged) {
+		t.Errorf("a file in use: %v, want an error that is not ErrDamaged", err)
+	}
+	db.Close()
+	// Nor is one that labgate may not read, even as root.
+	damage.Unreadable(t, dir, path, func() { err = CheckBolt(path) })
+	if err == nil || errors.Is(err, ErrDamaged) {
+		t.Errorf("an unreadable file: %v, want an error that is not ErrDamaged", err)
 	}
 }
 
@@ -115,5 +127,31 @@ func TestMoveAside(t *testing.T) {
 	}
 	if _, err := MoveAside(path, now); err == nil {
 		t.Error("moved a missing file")
+	}
+}
+
+// A name that cannot take the suffix (a certificate's directory is named
+// after its domain, up to 253 characters) is an error, not a search for a
+// free name that never ends.
+func TestMoveAsideNameTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("a", 240))
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := MoveAside(path, time.Now())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("moved aside to a name longer than the file system allows")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("MoveAside did not return")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the file is gone: %v", err)
 	}
 }

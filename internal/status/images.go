@@ -23,7 +23,7 @@ import (
 type ImageSource struct {
 	Name        string
 	URL         string
-	BearerToken string        // sent as Authorization: Bearer, to URL's host only
+	BearerToken string        // sent as Authorization: Bearer, to URL's host and its subdomains only (redirects)
 	Interval    time.Duration // how long a fetched image is fresh
 	Public      bool          // also served by PublicHandler
 }

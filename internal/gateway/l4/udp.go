@@ -416,16 +416,13 @@ func (r *Router) flowDone() {
 	r.udpWG.Done()
 }
 
-// unmapPrefixes turns IPv4-mapped prefixes (::ffff:100.90.0.1/128) into
-// the IPv4 ones they mean, as listen.Policy does for TCP: datagram sources
-// are unmapped, and would match neither form otherwise.
+// unmapPrefixes is listen.UnmapPrefix of each of ps, as listen.Policy
+// reads them for TCP: datagram sources are unmapped, and would match
+// neither form otherwise.
 func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(ps))
 	for _, p := range ps {
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
+		out = append(out, listen.UnmapPrefix(p))
 	}
 	return out
 }
