@@ -19,7 +19,8 @@ import (
 // checks running and does not check again at once).
 type balancing struct {
 	mu   sync.Mutex
-	gw   *gateway.Gateway // the running generation's; nil before the first
+	gw   *gateway.Gateway    // the running generation's; nil before the first
+	keep map[backendKey]bool // the backends the running config balances by checks; nil before the first
 	last map[backendKey]error
 }
 
@@ -31,7 +32,11 @@ func newBalancing() *balancing { return &balancing{last: map[backendKey]error{}}
 func (b *balancing) observe(service, backend string, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.last[backendKey{service, backend}] = err
+	k := backendKey{service, backend}
+	if b.keep != nil && !b.keep[k] {
+		return // a check of a service the running config dropped, still ending
+	}
+	b.last[k] = err
 	if b.gw != nil {
 		b.gw.SetBackendHealth(service, backend, err)
 	}
@@ -60,7 +65,7 @@ func (b *balancing) use(gw *gateway.Gateway, cfg *config.Config) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.gw = gw
+	b.gw, b.keep = gw, keep
 	for k, err := range b.last {
 		if !keep[k] {
 			delete(b.last, k)

@@ -64,6 +64,12 @@ services:
 	if known, _ := lb.lastCheck("removed", "http://127.0.0.1:9000"); known {
 		t.Error("the result of a backend no longer in the file is kept")
 	}
+	// A check of a dropped service ends after the reload: its last result
+	// is not kept.
+	lb.observe("removed", "http://127.0.0.1:9000", broken)
+	if known, _ := lb.lastCheck("removed", "http://127.0.0.1:9000"); known {
+		t.Error("a result of a backend no longer in the file, arriving after the reload, is kept")
+	}
 	lb.observe("app", "http://127.0.0.1:8001", nil)
 	want["app http://127.0.0.1:8001"] = true
 	if diff := cmp.Diff(want, up()); diff != "" {
