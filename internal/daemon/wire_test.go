@@ -96,7 +96,10 @@ func TestStatusFromHealth(t *testing.T) {
 		s := apiStatus(t, adm)["app"]
 		return s.State == "up" && s.Latency > 0 && !s.LastCheck.IsZero()
 	})
-	checkRounds(t, adm, "app", 2) // up for a few rounds
+	// Up for a few rounds: enough to span three seconds, since the history
+	// keeps one result per series and second (rounds 1 s apart can share
+	// one, and the first down result can take the last up one's second).
+	checkRounds(t, adm, "app", 4)
 	failing.Store(true)
 	waitFor(t, "app down", func() bool { return apiStatus(t, adm)["app"].State == "down" })
 	checkRounds(t, adm, "app", 2) // down for a few rounds
