@@ -201,10 +201,22 @@ func (d *Daemon) swap(cfg *config.Config) (bool, error) {
 	same := d.cur != nil && reflect.DeepEqual(d.cur.cfg, cfg)
 	d.mu.Unlock()
 	if same {
+		// What the user fixed in state_dir and then reloaded for
+		// (docs/deploy.md): a damaged copy deleted, the CA restored.
+		d.clearStateAlerts(cfg.StateDir)
+		if d.openCauses()[causeCA] {
+			d.log.Info("config unchanged; trying the internal CA again")
+			return d.applyReload(cfg)
+		}
 		d.log.Info("config unchanged, nothing to reload")
 		d.metrics.reloads.WithLabelValues("unchanged").Inc()
 		return false, nil
 	}
+	return d.applyReload(cfg)
+}
+
+// applyReload builds cfg and swaps it in, or logs why not.
+func (d *Daemon) applyReload(cfg *config.Config) (bool, error) {
 	if err := d.apply(cfg); err != nil {
 		d.reloadFailed(err)
 		return false, err
