@@ -229,6 +229,28 @@ func TestGitOpsRestartServesWithoutTheForge(t *testing.T) {
 	}
 }
 
+// A clone found damaged at start is told once, as what it is: the problem
+// of this run's copy is not first taken for one an earlier run left.
+func TestGitOpsDamagedCloneToldOnce(t *testing.T) {
+	repo := newGitRepo(t)
+	l := startGitLab(t, repo, func(l *lab) { repo.push("first", gitLabConfig(l, ""), false) })
+	l.stop()
+	if err := os.WriteFile(filepath.Join(l.dir, "state", "git", "repo.git", "HEAD"), []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 20*time.Second)
+	logs := l.logs.String()
+	if !strings.Contains(logs, "Git state was damaged") {
+		t.Fatalf("the damaged clone is not told:\n%s", logs)
+	}
+	if strings.Contains(logs, "An earlier run of labgate found it damaged") {
+		t.Errorf("the clone damaged in this run is told as an earlier run's:\n%s", logs)
+	}
+}
+
 // TestGitOpsSecretsInGit follows a repository whose config has its secrets
 // encrypted by the sops CLI, decrypted with git.age_key_file; a tampered
 // revision is refused and the previous one keeps serving.
