@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/labgate/labgate/internal/alert"
 	"github.com/labgate/labgate/internal/certs"
 
 	"github.com/labgate/labgate/internal/config"
@@ -301,5 +302,37 @@ alerts:`, speed), 1))
 	}
 	if !strings.Contains(l.logs.String(), "damaged_copy="+asides[0]) {
 		t.Errorf("the log does not name the copy:\n%s", l.logs)
+	}
+}
+
+// With dns.ownership: file, a conflict's alert says to delete the record:
+// labgate reads no ownership TXT record in that mode, so an owner id given
+// to the record would change nothing (after dns-owned.json was moved
+// aside, every record labgate made is such a conflict).
+func TestDNSConflictAdviceFileOwnership(t *testing.T) {
+	b := testpeer.StartBIND(t, "lab.test", "vault IN A 192.0.2.9")
+	l, h, _ := startLabWithState(t, func(string) {})
+	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
+dns:
+  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
+  owner: labtest
+  ownership: file
+  interval: 1h
+alerts:`, b.Addr, b.KeyName, b.Secret), 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	var m alert.Message
+	waitFor(t, "the conflict alert", func() bool {
+		for _, got := range h.messages() {
+			if got.Cause == causeDNSConflicts {
+				m = got
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(m.Detail, "vault.lab.test") || strings.Contains(m.Detail, "owner id") || !strings.Contains(m.Detail, "Delete the records from the zone") {
+		t.Errorf("detail %q", m.Detail)
 	}
 }
