@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -373,4 +374,41 @@ func TestGitOpsFirstRevisionRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Following git, SIGHUP after restoring the internal CA serves HTTPS again,
+// as the CA's alert says, even when the forge has nothing new.
+func TestGitOpsSIGHUPRetriesRestoredCA(t *testing.T) {
+	repo := newGitRepo(t)
+	l := startGitLab(t, repo, func(l *lab) { repo.push("first", gitLabConfig(l, ""), false) })
+	l.stop()
+	key := filepath.Join(l.dir, "state", "ca", "root.key")
+	good, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, good[:len(good)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 20*time.Second)
+	https := func() error {
+		resp, err := l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if https() == nil {
+		t.Fatal("HTTPS served with a damaged CA")
+	}
+	if err := os.WriteFile(key, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "HTTPS after the restore and SIGHUP", func() bool { return https() == nil })
 }
