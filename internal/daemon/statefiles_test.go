@@ -336,3 +336,20 @@ alerts:`, b.Addr, b.KeyName, b.Secret), 1))
 		t.Errorf("detail %q", m.Detail)
 	}
 }
+
+// When the alert state cannot be opened, the file's receivers get nothing:
+// the log of each problem says alerts are off, not that there are no
+// receivers.
+func TestProblemLogWithAlertsOff(t *testing.T) {
+	l, _, _ := startLabWithState(t, func(state string) {
+		writeState(t, filepath.Join(state, "alerts"), []byte("not a directory"))
+		writeState(t, filepath.Join(state, "history.db"), []byte("garbled"))
+	})
+	logs := l.logs.String()
+	if !strings.Contains(logs, "alerts are off") || !strings.Contains(logs, "history.db was damaged") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+	if strings.Contains(logs, "no alert receivers configured") {
+		t.Errorf("the problem is logged as if the file had no receivers:\n%s", logs)
+	}
+}
