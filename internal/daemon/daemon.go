@@ -10,6 +10,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -167,6 +168,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if d.git != nil {
 				d.log.Info("fetching from git", "reason", "SIGHUP")
 				d.git.syncer.Trigger()
+				d.mu.Lock()
+				cur := d.cur
+				d.mu.Unlock()
+				if cur != nil {
+					_, _ = d.retryState(cur.cfg)
+				}
 				continue
 			}
 			d.log.Info("reloading", "reason", "SIGHUP")
@@ -199,12 +206,50 @@ func (d *Daemon) Reload() bool {
 func (d *Daemon) swap(cfg *config.Config) (bool, error) {
 	d.mu.Lock()
 	same := d.cur != nil && reflect.DeepEqual(d.cur.cfg, cfg)
+	var running *config.Config
+	if same {
+		running = d.cur.cfg
+	}
 	d.mu.Unlock()
 	if same {
+		if rebuilt, err := d.retryState(running); rebuilt {
+			return err == nil, err
+		}
 		d.log.Info("config unchanged, nothing to reload")
 		d.metrics.reloads.WithLabelValues("unchanged").Inc()
 		return false, nil
 	}
+	return d.applyReload(cfg)
+}
+
+// retryState does what a reload of the running config cfg (the pointer
+// that serves) is for in state_dir (docs/deploy.md): it ends the alerts of
+// damaged copies the user deleted and, while the internal CA could not be
+// used, builds cfg again to try the CA restored since (not over a config
+// that replaced it meanwhile). It reports whether it built.
+func (d *Daemon) retryState(cfg *config.Config) (bool, error) {
+	d.clearStateAlerts(cfg.StateDir)
+	if !d.openCauses()[causeCA] {
+		return false, nil
+	}
+	d.log.Info("config unchanged; trying the internal CA again")
+	err := d.applyIf(cfg, cfg)
+	if errors.Is(err, errSuperseded) {
+		return false, nil // a git revision applied meanwhile: it tried the CA
+	}
+	if err != nil {
+		d.reloadFailed(err)
+		return true, err
+	}
+	d.log.Info("reloaded", "generation", d.gens, "services", len(cfg.Services))
+	return true, nil
+}
+
+// errSuperseded is applyIf's error when another config serves.
+var errSuperseded = errors.New("another config serves")
+
+// applyReload builds cfg and swaps it in, or logs why not.
+func (d *Daemon) applyReload(cfg *config.Config) (bool, error) {
 	if err := d.apply(cfg); err != nil {
 		d.reloadFailed(err)
 		return false, err
@@ -218,9 +263,16 @@ func (d *Daemon) reloadFailed(err error) {
 }
 
 // apply builds a generation from cfg and swaps it in.
-func (d *Daemon) apply(cfg *config.Config) error {
+func (d *Daemon) apply(cfg *config.Config) error { return d.applyIf(cfg, nil) }
+
+// applyIf is apply, only while the running config is expect (nil: any);
+// else it returns errSuperseded.
+func (d *Daemon) applyIf(cfg, expect *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if expect != nil && (d.cur == nil || d.cur.cfg != expect) {
+		return errSuperseded
+	}
 	d.openAlerts(cfg)
 	g, err := d.build(cfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,6 +20,7 @@ import (
 type dnsRunner struct {
 	reg     prometheus.Registerer
 	onEvent func(dns.Event)
+	ownFile atomic.Bool // dns.ownership: file in the config last given to the reconciler
 
 	mu       sync.Mutex
 	rec      *dns.Reconciler
@@ -29,6 +31,11 @@ type dnsRunner struct {
 	srvStop  context.CancelFunc
 	srvDone  chan struct{}
 }
+
+// fileOwnership reports whether the reconciler keeps ownership in
+// dns-owned.json (dns.ownership: file) rather than in TXT records: what a
+// conflict's alert advises depends on it.
+func (r *dnsRunner) fileOwnership() bool { return r.ownFile.Load() }
 
 func newDNSRunner(reg prometheus.Registerer, onEvent func(dns.Event)) *dnsRunner {
 	return &dnsRunner{reg: reg, onEvent: onEvent}
@@ -49,6 +56,7 @@ func (r *dnsRunner) update(cfg *config.Config, log *slog.Logger) {
 			_ = r.rec.Run(ctx)
 		}()
 	}
+	r.ownFile.Store(cfg.DNS.Ownership == "file")
 	r.rec.Update(cfg)
 
 	var want []string

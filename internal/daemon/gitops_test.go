@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +230,28 @@ func TestGitOpsRestartServesWithoutTheForge(t *testing.T) {
 	}
 }
 
+// A clone found damaged at start is told once, as what it is: the problem
+// of this run's copy is not first taken for one an earlier run left.
+func TestGitOpsDamagedCloneToldOnce(t *testing.T) {
+	repo := newGitRepo(t)
+	l := startGitLab(t, repo, func(l *lab) { repo.push("first", gitLabConfig(l, ""), false) })
+	l.stop()
+	if err := os.WriteFile(filepath.Join(l.dir, "state", "git", "repo.git", "HEAD"), []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 20*time.Second)
+	logs := l.logs.String()
+	if !strings.Contains(logs, "Git state was damaged") {
+		t.Fatalf("the damaged clone is not told:\n%s", logs)
+	}
+	if strings.Contains(logs, "An earlier run of labgate found it damaged") {
+		t.Errorf("the clone damaged in this run is told as an earlier run's:\n%s", logs)
+	}
+}
+
 // TestGitOpsSecretsInGit follows a repository whose config has its secrets
 // encrypted by the sops CLI, decrypted with git.age_key_file; a tampered
 // revision is refused and the previous one keeps serving.
@@ -351,4 +374,41 @@ func TestGitOpsFirstRevisionRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Following git, SIGHUP after restoring the internal CA serves HTTPS again,
+// as the CA's alert says, even when the forge has nothing new.
+func TestGitOpsSIGHUPRetriesRestoredCA(t *testing.T) {
+	repo := newGitRepo(t)
+	l := startGitLab(t, repo, func(l *lab) { repo.push("first", gitLabConfig(l, ""), false) })
+	l.stop()
+	key := filepath.Join(l.dir, "state", "ca", "root.key")
+	good, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, good[:len(good)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.run(Options{
+		Load:   func() (*config.Config, error) { return config.Load(l.file, config.Options{}) },
+		Stderr: l.logs,
+	}, 20*time.Second)
+	https := func() error {
+		resp, err := l.client(l.addr(privHTTPS), "", "").Get("https://vault.lab.test/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if https() == nil {
+		t.Fatal("HTTPS served with a damaged CA")
+	}
+	if err := os.WriteFile(key, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "HTTPS after the restore and SIGHUP", func() bool { return https() == nil })
 }

@@ -26,6 +26,7 @@ type checks struct {
 	mu     sync.Mutex
 	alerts *alert.Manager // nil until a config has receivers
 	dir    string         // the alert database's directory, fixed once opened
+	off    bool           // the config has receivers, but the alert state could not be opened
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,6 +51,14 @@ func (d *Daemon) startChecks(ctx context.Context) {
 	d.checks = c
 }
 
+// alertsOff reports whether the config's receivers get nothing because
+// the alert state could not be opened.
+func (c *checks) alertsOff() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.off
+}
+
 func (c *checks) manager() *alert.Manager {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,10 +81,13 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 		mgr, err := alert.Open(alert.Options{Dir: dir, Log: d.log.With("component", "alert"), Registerer: d.prom})
 		if err != nil {
 			d.log.Error("alerts are off: their state cannot be kept", "error", err)
+			c.mu.Lock()
+			c.off = true
+			c.mu.Unlock()
 			return
 		}
 		c.mu.Lock()
-		c.alerts, c.dir = mgr, dir
+		c.alerts, c.dir, c.off = mgr, dir, false
 		c.mu.Unlock()
 		c.wg.Go(func() { _ = mgr.Run(c.ctx) })
 		if aside := mgr.Damaged(); aside != "" {
@@ -87,6 +99,10 @@ func (d *Daemon) openAlerts(cfg *config.Config) {
 		d.settleDNSAlerts(d.dns.status(), dnsHosts(cfg))
 	case mgr != nil && dir != c.dir:
 		d.log.Warn("state_dir changed: the alert state stays where it is until a restart", "alerts", c.dir)
+	case mgr == nil: // no receivers (any more)
+		c.mu.Lock()
+		c.off = false
+		c.mu.Unlock()
 	}
 }
 
@@ -172,7 +188,11 @@ func (d *Daemon) raiseAlertSince(since time.Time, cause, title, detail string) {
 	d.problems.raiseSince(cause, title, detail, since)
 	a := d.Alerts()
 	if a == nil {
-		d.log.Warn("problem (no alert receivers configured)", "cause", cause, "title", title, "detail", detail)
+		why := "problem (no alert receivers configured)"
+		if d.checks != nil && d.checks.alertsOff() {
+			why = "problem (alerts are off: their state cannot be kept)"
+		}
+		d.log.Warn(why, "cause", cause, "title", title, "detail", detail)
 		return
 	}
 	if err := a.Raise(cause, title, detail); err != nil {

@@ -170,6 +170,14 @@ func (d *Daemon) openCauses() map[string]bool {
 // state's title and detail are taken when it has them (the alert lasts
 // across restarts); otherwise what the copy's name tells.
 func (d *Daemon) seedStateProblems(stateDir string) {
+	// The git state this run moved aside before its first revision
+	// applied: startGit tells it, with what it is, right after.
+	fresh := map[string]bool{}
+	if d.git != nil {
+		for _, aside := range d.git.syncer.Damaged() {
+			fresh[filepath.Clean(aside)] = true
+		}
+	}
 	var alerts map[string]time.Time
 	var texts map[string][2]string
 	if a := d.Alerts(); a != nil {
@@ -197,7 +205,7 @@ func (d *Daemon) seedStateProblems(stateDir string) {
 			return nil
 		}
 		cause := causeStatePrefix + filepath.ToSlash(rel)
-		if !d.problems.has(cause) {
+		if !d.problems.has(cause) && !fresh[filepath.Clean(path)] {
 			if t, ok := texts[cause]; ok {
 				d.problems.raiseSince(cause, t[0], t[1], alerts[cause])
 			} else {

@@ -69,8 +69,14 @@ func (d *Daemon) dnsEvent(ev dns.Event) {
 		for i, c := range ev.Conflicts {
 			lines[i] = c.String()
 		}
+		advice := "Remove the records, or give them labgate's owner id, to let labgate manage them."
+		if d.dns.fileOwnership() {
+			// No ownership TXT record is read in file mode: an owner id
+			// given to the record would change nothing.
+			advice = "Delete the records from the zone for labgate to create them (with dns.ownership: file, it owns only what dns-owned.json lists)."
+		}
 		d.RaiseAlert(causeDNSConflicts, fmt.Sprintf("%d DNS record(s) of %s left as they are: not labgate's", len(ev.Conflicts), ev.Zone),
-			strings.Join(lines, "\n")+"\nRemove the records, or give them labgate's owner id, to let labgate manage them.")
+			strings.Join(lines, "\n")+"\n"+advice)
 	}
 }
 

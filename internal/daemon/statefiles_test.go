@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/labgate/labgate/internal/alert"
 	"github.com/labgate/labgate/internal/certs"
 
 	"github.com/labgate/labgate/internal/config"
@@ -29,7 +30,7 @@ import (
 func TestServeWithDamagedState(t *testing.T) {
 	state := ""
 	damaged := map[string][]byte{}
-	l, h, cfg := startLabWithState(t, func(dir string) {
+	l, h, _ := startLabWithState(t, func(dir string) {
 		state = dir
 		for file, fixture := range map[string]string{
 			"alerts/alerts.db": "../alert/testdata/serve-alerts.db",
@@ -87,14 +88,12 @@ func TestServeWithDamagedState(t *testing.T) {
 	}
 
 	// The history copy is removed (looked at); a reload (or the minute's
-	// check) ends its alert, and only its alert.
+	// check) ends its alert, and only its alert, the file unchanged
+	// (systemctl reload, as docs/deploy.md says).
 	if err := os.Remove(asides["history.db"]); err != nil {
 		t.Fatal(err)
 	}
-	l.write(cfg("  - { name: wiki, host: wiki, backend: \"" + l.backend["vault"].URL + "\" }\n"))
-	if !l.d.Reload() {
-		t.Fatalf("reload refused\n%s", l.logs)
-	}
+	l.d.Reload()
 	waitFor(t, "the resolve", func() bool { return len(h.messages()) >= 3 })
 	time.Sleep(300 * time.Millisecond)
 	relHist, _ := filepath.Rel(state, asides["history.db"])
@@ -154,7 +153,7 @@ func TestServeWithDamagedCA(t *testing.T) {
 		for how, data := range damage.File(good) {
 			t.Run(file+"/"+how, func(t *testing.T) {
 				var ca string
-				l, h, cfg := startLabWithState(t, func(state string) {
+				l, h, _ := startLabWithState(t, func(state string) {
 					ca = filepath.Join(state, "ca")
 					if err := os.CopyFS(ca, os.DirFS(seed)); err != nil {
 						t.Fatal(err)
@@ -188,9 +187,9 @@ func TestServeWithDamagedCA(t *testing.T) {
 					t.Errorf("files in %s: %v", ca, ents)
 				}
 
-				// Restored from a backup, and reloaded.
+				// Restored from a backup, and reloaded with the file
+				// unchanged (systemctl reload, as the alert says).
 				writeState(t, filepath.Join(ca, file), good)
-				l.write(cfg("  - { name: wiki, host: wiki, backend: \"" + l.backend["vault"].URL + "\" }\n"))
 				if !l.d.Reload() {
 					t.Fatalf("reload refused\n%s", l.logs)
 				}
@@ -303,5 +302,54 @@ alerts:`, speed), 1))
 	}
 	if !strings.Contains(l.logs.String(), "damaged_copy="+asides[0]) {
 		t.Errorf("the log does not name the copy:\n%s", l.logs)
+	}
+}
+
+// With dns.ownership: file, a conflict's alert says to delete the record:
+// labgate reads no ownership TXT record in that mode, so an owner id given
+// to the record would change nothing (after dns-owned.json was moved
+// aside, every record labgate made is such a conflict).
+func TestDNSConflictAdviceFileOwnership(t *testing.T) {
+	b := testpeer.StartBIND(t, "lab.test", "vault IN A 192.0.2.9")
+	l, h, _ := startLabWithState(t, func(string) {})
+	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
+dns:
+  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
+  owner: labtest
+  ownership: file
+  interval: 1h
+alerts:`, b.Addr, b.KeyName, b.Secret), 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
+	}
+	var m alert.Message
+	waitFor(t, "the conflict alert", func() bool {
+		for _, got := range h.messages() {
+			if got.Cause == causeDNSConflicts {
+				m = got
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(m.Detail, "vault.lab.test") || strings.Contains(m.Detail, "owner id") || !strings.Contains(m.Detail, "Delete the records from the zone") {
+		t.Errorf("detail %q", m.Detail)
+	}
+}
+
+// When the alert state cannot be opened, the file's receivers get nothing:
+// the log of each problem says alerts are off, not that there are no
+// receivers.
+func TestProblemLogWithAlertsOff(t *testing.T) {
+	l, _, _ := startLabWithState(t, func(state string) {
+		writeState(t, filepath.Join(state, "alerts"), []byte("not a directory"))
+		writeState(t, filepath.Join(state, "history.db"), []byte("garbled"))
+	})
+	logs := l.logs.String()
+	if !strings.Contains(logs, "alerts are off") || !strings.Contains(logs, "history.db was damaged") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+	if strings.Contains(logs, "no alert receivers configured") {
+		t.Errorf("the problem is logged as if the file had no receivers:\n%s", logs)
 	}
 }

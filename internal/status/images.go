@@ -138,7 +138,11 @@ func (im *Images) refreshLocked(e *imageEntry) chan struct{} {
 		if err == nil {
 			e.img, e.fetched = img, now
 		} else {
-			im.opts.Log.Warn("fetching an image failed, serving the last good one", "image", e.src.Name, "error", err, "have", e.img != nil)
+			msg := "fetching an image failed, serving the last good one"
+			if e.img == nil {
+				msg = "fetching an image failed: no image to serve yet, requests get 502"
+			}
+			im.opts.Log.Warn(msg, "image", e.src.Name, "error", err)
 		}
 		e.inflight = nil
 		e.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -290,5 +291,32 @@ func TestImageBearerToken(t *testing.T) {
 	}
 	if got, _ := elsewhere.Load().(string); got != "|" {
 		t.Errorf("the host a redirect led to got Authorization %q, want none", strings.TrimSuffix(got, "|"))
+	}
+}
+
+// The log of a failed fetch says what is served instead: the last good
+// image, or nothing yet (the 502 the docs describe).
+func TestImageFailureLog(t *testing.T) {
+	var logs bytes.Buffer
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+	}))
+	t.Cleanup(down.Close)
+	im := NewImages(ImagesOptions{
+		Sources:  []ImageSource{{Name: "cpu", URL: down.URL + "/render", Interval: time.Minute}},
+		MaxBytes: 1 << 20,
+		Log:      slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	t.Cleanup(im.Close)
+	mux := http.NewServeMux()
+	mux.Handle("GET /img/{name}", im)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/img/cpu", nil))
+	if rec.Code != http.StatusBadGateway {
+		t.Fatalf("%d, want 502", rec.Code)
+	}
+	waitIdle(t, im, "cpu")
+	if got := logs.String(); strings.Contains(got, "last good") || !strings.Contains(got, "no image to serve yet") {
+		t.Errorf("log:\n%s", got)
 	}
 }
