@@ -151,7 +151,9 @@ alerts:
 		s, _ := l.d.Health().Service(name)
 		return s
 	}
-	waitFor(t, "blog and wiki up, inside and outside, and the relay path", func() bool {
+	// Patience of waitLong: the checks run every second through a real relay,
+	// and a loaded machine (the race detector, two cores) can take a while.
+	waitLong(t, "blog and wiki up, inside and outside, and the relay path", func() bool {
 		snap := l.d.Health()
 		if snap.Relay == nil || snap.Relay.State != health.Up {
 			return false
@@ -187,7 +189,7 @@ alerts:
 	}
 	r.start()
 	waitLong(t, "the resolve", func() bool { return len(h.messages()) >= 2 })
-	waitFor(t, "blog and wiki up again", func() bool {
+	waitLong(t, "blog and wiki up again", func() bool {
 		return state("blog").State == health.Up && state("wiki").State == health.Up
 	})
 
