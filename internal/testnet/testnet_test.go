@@ -241,8 +241,14 @@ func TestStart(t *testing.T) {
 	srv := netip.AddrPortFrom(n.Addr("gateway"), 8080).String()
 	p := n.Start("gateway", helperCmd(t), "helper", "serve", srv)
 	n.WaitTCP("client", srv)
-	if !strings.Contains(p.Output(), "listening on "+srv) {
-		t.Errorf("output %q, want listening on %s", p.Output(), srv)
+	// The helper writes its line after it listens, and the pipe carries it
+	// over a moment later: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Output(), "listening on "+srv); {
+		if time.Now().After(deadline) {
+			t.Errorf("output %q, want listening on %s", p.Output(), srv)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	got, err := dialFrom(n, "client", srv, netip.Addr{})
 	if err != nil {
