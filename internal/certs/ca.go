@@ -200,60 +200,9 @@ func exists(path string) (bool, error) {
 	return true, nil
 }
 
-// writeNew writes data to path with exactly perm, through a temporary file
-// so that path is never seen half-written, and fails rather than replace an
-// existing file.
+// writeNew is statefile.WriteNew with the path in its error.
 func writeNew(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	// A hard link fails if path exists, unlike rename.
-	// The directory is synced after the new name is in it: a power loss
-	// right after creating the CA must not lose the root devices trust.
-	err = os.Link(tmp, path)
-	if err == nil {
-		return statefile.SyncDir(filepath.Dir(path))
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	// The file system has no hard links: create path exclusively instead.
-	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = out.Write(data)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(path, perm)
-	}
-	if err == nil {
-		err = statefile.SyncDir(filepath.Dir(path))
-	}
-	if err != nil {
+	if err := statefile.WriteNew(path, data, perm); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
