@@ -219,16 +219,7 @@ func TestServeWithDamagedDNSOwnership(t *testing.T) {
 		writeState(t, owned, []byte(`{"zone": "lab.test", "owner": "labtest", "records": [{"name": "vault.lab.test", "ty`))
 	})
 	// The same lab, now with DNS: a reload applies it.
-	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
-dns:
-  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
-  owner: labtest
-  ownership: file
-  interval: 1h
-alerts:`, b.Addr, b.KeyName, b.Secret), 1))
-	if !l.d.Reload() {
-		t.Fatalf("reload refused\n%s", l.logs)
-	}
+	reloadWithFileOwnership(t, l, b)
 	waitFor(t, "the alert", func() bool { return len(h.messages()) >= 1 })
 	m := h.messages()[0]
 	if m.Cause != causeDNS || !strings.Contains(m.Detail, owned+" is damaged") || !strings.Contains(m.Detail, "restore it from a backup") {
@@ -312,16 +303,7 @@ alerts:`, speed), 1))
 func TestDNSConflictAdviceFileOwnership(t *testing.T) {
 	b := testpeer.StartBIND(t, "lab.test", "vault IN A 192.0.2.9")
 	l, h, _ := startLabWithState(t, func(string) {})
-	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
-dns:
-  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
-  owner: labtest
-  ownership: file
-  interval: 1h
-alerts:`, b.Addr, b.KeyName, b.Secret), 1))
-	if !l.d.Reload() {
-		t.Fatalf("reload refused\n%s", l.logs)
-	}
+	reloadWithFileOwnership(t, l, b)
 	var m alert.Message
 	waitFor(t, "the conflict alert", func() bool {
 		for _, got := range h.messages() {
@@ -351,5 +333,21 @@ func TestProblemLogWithAlertsOff(t *testing.T) {
 	}
 	if strings.Contains(logs, "no alert receivers configured") {
 		t.Errorf("the problem is logged as if the file had no receivers:\n%s", logs)
+	}
+}
+
+// reloadWithFileOwnership adds BIND b as the lab's DNS provider, with
+// dns.ownership: file, and reloads.
+func reloadWithFileOwnership(t *testing.T, l *lab, b *testpeer.BIND) {
+	t.Helper()
+	l.write(strings.Replace(readFile(t, l.file), "alerts:", fmt.Sprintf(`relay: { public_ips: [203.0.113.7], gateway: 127.0.0.11 }
+dns:
+  provider: { type: rfc2136, server: %q, tsig_name: %q, tsig_secret: %q }
+  owner: labtest
+  ownership: file
+  interval: 1h
+alerts:`, b.Addr, b.KeyName, b.Secret), 1))
+	if !l.d.Reload() {
+		t.Fatalf("reload refused\n%s", l.logs)
 	}
 }
