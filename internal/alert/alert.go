@@ -198,6 +198,23 @@ func union(a, b []string) []string {
 	return slices.Compact(out)
 }
 
+// RelayBroken reports whether snap shows the relay path broken, as one
+// incident: the relay check is down, or services fail from outside because
+// of it (their cause is health.CauseRelay). It returns the incident's
+// title and the services it cuts off, sorted.
+func RelayBroken(snap health.Snapshot) (title string, cutOff []string, ok bool) {
+	for _, s := range snap.Services {
+		if (s.State == health.Down || s.State == health.Degraded) && s.Cause == health.CauseRelay {
+			cutOff = append(cutOff, s.Name)
+		}
+	}
+	if len(cutOff) == 0 && (snap.Relay == nil || snap.Relay.State != health.Down) {
+		return "", nil, false
+	}
+	slices.Sort(cutOff)
+	return relayTitle(cutOff), cutOff, true
+}
+
 func relayTitle(services []string) string {
 	if len(services) == 0 {
 		return "relay path broken"
@@ -232,8 +249,6 @@ func newRouting(cfg *config.Config) routing {
 func (r routing) problems(snap health.Snapshot) (map[string]Problem, map[string]bool) {
 	problems := map[string]Problem{}
 	unknown := map[string]bool{}
-	var cutOff []string
-	var receivers []string
 	for _, s := range snap.Services {
 		cause := "service/" + s.Name
 		switch s.State {
@@ -241,8 +256,6 @@ func (r routing) problems(snap health.Snapshot) (map[string]Problem, map[string]
 			unknown[cause] = true
 		case health.Down, health.Degraded:
 			if s.Cause == health.CauseRelay {
-				cutOff = append(cutOff, s.Name)
-				receivers = append(receivers, r.services[s.Name]...)
 				unknown[cause] = true // its own incident, if any, waits for the relay's end
 				continue
 			}
@@ -254,20 +267,19 @@ func (r routing) problems(snap health.Snapshot) (map[string]Problem, map[string]
 				Services: []string{s.Name}, Receivers: r.services[s.Name]}
 		}
 	}
-	relayDown := snap.Relay != nil && snap.Relay.State == health.Down
-	switch {
-	case relayDown || len(cutOff) > 0:
+	if title, cutOff, ok := RelayBroken(snap); ok {
 		detail := ""
 		if snap.Relay != nil && snap.Relay.Last != nil {
 			detail = snap.Relay.Last.Error
 		}
-		slices.Sort(cutOff)
-		title := relayTitle(cutOff)
-		receivers = append(receivers, r.notify...)
+		receivers := slices.Clone(r.notify)
+		for _, name := range cutOff {
+			receivers = append(receivers, r.services[name]...)
+		}
 		slices.Sort(receivers)
 		problems[CauseRelay] = Problem{Cause: CauseRelay, State: health.Down, Title: title, Detail: detail,
 			Services: cutOff, Receivers: slices.Compact(receivers)}
-	case snap.Relay != nil && snap.Relay.State == health.Unknown:
+	} else if snap.Relay != nil && snap.Relay.State == health.Unknown {
 		unknown[CauseRelay] = true
 	}
 	return problems, unknown

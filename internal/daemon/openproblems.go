@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/labgate/labgate/internal/alert"
 	"github.com/labgate/labgate/internal/health"
 	"github.com/labgate/labgate/internal/statefile"
 	"github.com/labgate/labgate/internal/status"
@@ -237,31 +238,22 @@ func asideTime(suffix string) time.Time {
 }
 
 // causeRelay is the cause of the broken relay path, as the alert manager
-// names its incident (alert.CauseRelay).
-const causeRelay = "relay"
+// names its incident.
+const causeRelay = alert.CauseRelay
 
 // relayProblem is the broken relay path as the alert manager sees it in
 // hs: the relay check is down, or services fail from outside because of
 // it (their cause is health.CauseRelay).
 func relayProblem(hs health.Snapshot) (status.Problem, bool) {
-	var cutOff []string
-	var since time.Time
-	for _, s := range hs.Services {
-		if (s.State == health.Down || s.State == health.Degraded) && s.Cause == health.CauseRelay {
-			cutOff = append(cutOff, s.Name)
-			if since.IsZero() || s.Since.Before(since) {
-				since = s.Since
-			}
-		}
-	}
-	relayDown := hs.Relay != nil && hs.Relay.State == health.Down
-	if !relayDown && len(cutOff) == 0 {
+	title, cutOff, ok := alert.RelayBroken(hs)
+	if !ok {
 		return status.Problem{}, false
 	}
-	slices.Sort(cutOff)
-	title := "relay path broken"
-	if len(cutOff) > 0 {
-		title += ": cuts off " + strings.Join(cutOff, ", ")
+	var since time.Time
+	for _, s := range hs.Services {
+		if slices.Contains(cutOff, s.Name) && (since.IsZero() || s.Since.Before(since)) {
+			since = s.Since
+		}
 	}
 	var lines []string
 	if hs.Relay != nil {
