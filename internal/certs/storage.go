@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/labgate/labgate/internal/statefile"
@@ -65,7 +64,7 @@ func checkStorage(root string, now time.Time) []StorageDamage {
 	var out []StorageDamage
 	certDirs, _ := filepath.Glob(filepath.Join(root, "certificates", "*", "*"))
 	for _, dir := range certDirs {
-		if strings.Contains(filepath.Base(dir), statefile.AsideSuffix) {
+		if statefile.IsAside(filepath.Base(dir)) {
 			continue
 		}
 		file, err := checkCertDir(dir)

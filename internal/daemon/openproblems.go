@@ -196,9 +196,8 @@ func (d *Daemon) seedStateProblems(stateDir string) {
 			}
 			return nil // unreadable: nothing to tell of it
 		}
-		name := e.Name()
-		i := strings.Index(name, statefile.AsideSuffix)
-		if i < 0 {
+		original, at, aside := statefile.Aside(e.Name())
+		if !aside {
 			return nil
 		}
 		rel, err := filepath.Rel(stateDir, path)
@@ -210,8 +209,8 @@ func (d *Daemon) seedStateProblems(stateDir string) {
 			if t, ok := texts[cause]; ok {
 				d.problems.raiseSince(cause, t[0], t[1], alerts[cause])
 			} else {
-				file := filepath.ToSlash(filepath.Join(filepath.Dir(rel), name[:i]))
-				d.raiseAlertSince(asideTime(name[i+len(statefile.AsideSuffix):]), cause, "state_dir/"+file+" was damaged: moved aside, started afresh",
+				file := filepath.ToSlash(filepath.Join(filepath.Dir(rel), original))
+				d.raiseAlertSince(at, cause, "state_dir/"+file+" was damaged: moved aside, started afresh",
 					"An earlier run of labgate found it damaged and started it afresh; what it held is lost. "+
 						"The damaged copy is kept at "+path+" for you to inspect or delete; this problem ends once it is gone from state_dir.")
 			}
@@ -221,20 +220,6 @@ func (d *Daemon) seedStateProblems(stateDir string) {
 		}
 		return nil
 	})
-}
-
-// asideTime is when a copy was moved aside, from what follows
-// statefile.AsideSuffix in its name (zero when it cannot be read).
-func asideTime(suffix string) time.Time {
-	const layout = "20060102T150405Z"
-	if len(suffix) < len(layout) {
-		return time.Time{}
-	}
-	t, err := time.Parse(layout, suffix[:len(layout)])
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }
 
 // causeRelay is the cause of the broken relay path, as the alert manager

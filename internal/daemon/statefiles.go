@@ -41,7 +41,7 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 	if err != nil || strings.HasPrefix(rel, "..") {
 		rel = aside
 	}
-	file := filepath.ToSlash(strings.SplitN(rel, statefile.AsideSuffix, 2)[0])
+	file, _, _ := statefile.Aside(filepath.ToSlash(rel))
 	d.RaiseAlert(causeStatePrefix+filepath.ToSlash(rel),
 		"state_dir/"+file+" was damaged: moved aside, started afresh",
 		lost+"\nlabgate serves on. The damaged copy is kept at "+aside+
@@ -57,7 +57,7 @@ func (d *Daemon) stateDamaged(stateDir, aside, lost string) {
 func (d *Daemon) clearStateAlerts(stateDir string) {
 	for cause := range d.openCauses() {
 		rel, ok := strings.CutPrefix(cause, causeStatePrefix)
-		if !ok || !strings.Contains(rel, statefile.AsideSuffix) {
+		if !ok || !statefile.IsAside(rel) {
 			continue
 		}
 		path := filepath.FromSlash(rel)
@@ -153,7 +153,7 @@ func (d *Daemon) acmeStorageDamage(stateDir string, damage []certs.StorageDamage
 		d.RaiseAlert(cause, title, fmt.Sprintf("%v\n%s", dm.Err, dm.Advice()))
 	}
 	for cause := range d.openCauses() {
-		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !strings.Contains(rel, statefile.AsideSuffix) {
+		if rel, ok := strings.CutPrefix(cause, causeStatePrefix+"acme/"); ok && !current[cause] && !statefile.IsAside(rel) {
 			d.ClearAlert(cause)
 		}
 	}

@@ -365,7 +365,7 @@ func (s *Syncer) apply(ctx context.Context, rev Revision) error {
 func (s *Syncer) prune(keep ...string) {
 	ents, _ := os.ReadDir(filepath.Join(s.opts.Dir, "rev"))
 	for _, e := range ents {
-		if !slices.Contains(keep, e.Name()) && !strings.Contains(e.Name(), statefile.AsideSuffix) {
+		if !slices.Contains(keep, e.Name()) && !statefile.IsAside(e.Name()) {
 			os.RemoveAll(filepath.Join(s.opts.Dir, "rev", e.Name()))
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -126,11 +127,31 @@ func SyncDir(dir string) error {
 // the move follows it, as 20060102T150405Z.
 const AsideSuffix = ".damaged-"
 
+// IsAside reports whether name (or a path) is that of a copy MoveAside made.
+func IsAside(name string) bool { return strings.Contains(name, AsideSuffix) }
+
+// asideLayout is the time in the name of a file moved aside.
+const asideLayout = "20060102T150405Z"
+
+// Aside reads the name (or path) of a file MoveAside made: the name it had
+// and when it was moved (zero when the name does not say). ok is false for
+// any other name.
+func Aside(name string) (original string, at time.Time, ok bool) {
+	original, suffix, ok := strings.Cut(name, AsideSuffix)
+	if !ok {
+		return name, time.Time{}, false
+	}
+	if len(suffix) >= len(asideLayout) {
+		at, _ = time.Parse(asideLayout, suffix[:len(asideLayout)])
+	}
+	return original, at, true
+}
+
 // MoveAside renames the damaged file at path to path.damaged-<now, UTC>
 // (with a counter when that name is taken) and returns the new name. The
 // file is never deleted: what it holds may still be rescued.
 func MoveAside(path string, now time.Time) (string, error) {
-	base := path + AsideSuffix + now.UTC().Format("20060102T150405Z")
+	base := path + AsideSuffix + now.UTC().Format(asideLayout)
 	aside := base
 	for i := 2; ; i++ {
 		// Only a name that is taken asks for the next one: any other

@@ -176,3 +176,30 @@ func TestMoveAsideNameTooLong(t *testing.T) {
 		t.Errorf("the file is gone: %v", err)
 	}
 }
+
+func TestAside(t *testing.T) {
+	moved, err := MoveAside(writeTempFile(t), time.Date(2026, 11, 26, 3, 4, 5, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	original, at, ok := Aside(filepath.Base(moved))
+	if !ok || original != "history.db" || !at.Equal(time.Date(2026, 11, 26, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("Aside(%q) = %q, %v, %v; want history.db, the time of the move", moved, original, at, ok)
+	}
+	if _, _, ok := Aside("history.db"); ok {
+		t.Error("a name MoveAside did not make is read as one")
+	}
+	for _, name := range []string{"x.damaged-2026", "x.damaged-2026112xT120000Z"} {
+		if _, at, ok := Aside(name); !ok || !at.IsZero() {
+			t.Errorf("Aside(%q): %v, %v; want a copy without a time", name, at, ok)
+		}
+	}
+}
+
+func writeTempFile(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "history.db")
+	if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
